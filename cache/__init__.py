@@ -1,0 +1,28 @@
+"""The feature store: one self-describing HDF5 file per dataset x model x weights.
+
+Knows nothing of CLIP: it stores arrays under content keys, writes them crash-safely and reads them back.
+"""
+
+from cache.errors import CacheError, CacheLockedError, UserError
+from cache.features import FeatureCache
+from cache.key import file_sha256, key_diff, key_digest
+from cache.layout import cache_path, partial_path
+from cache.lock import WriteLock
+from cache.reader import CacheReader
+from cache.writer import BlockArray, CacheWriter
+
+__all__ = [
+    "BlockArray",
+    "CacheError",
+    "CacheLockedError",
+    "CacheReader",
+    "CacheWriter",
+    "FeatureCache",
+    "UserError",
+    "WriteLock",
+    "cache_path",
+    "file_sha256",
+    "key_diff",
+    "key_digest",
+    "partial_path",
+]

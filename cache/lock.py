@@ -1,0 +1,69 @@
+"""One writer per cache file: an advisory ``flock`` on a sibling ``.lock`` file.
+
+The kernel releases a ``flock`` when its holder dies, so a killed writer never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+from pathlib import Path
+
+from cache.errors import CacheLockedError
+
+
+class WriteLock:
+    """Exclusive lock on ``<path>.lock``; waits up to ``wait`` seconds (0: fail at once, None: forever)."""
+
+    def __init__(self, path: str | Path, wait: float | None = 0.0, poll: float = 0.2) -> None:
+        self.path = Path(str(path) + ".lock")
+        self.wait = wait
+        self.poll = poll
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = None if self.wait is None else time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise
+                if deadline is not None and time.monotonic() >= deadline:
+                    holder = _read_holder(fd)
+                    os.close(fd)
+                    raise CacheLockedError(
+                        f"{self.path.with_suffix('')} is being written by another process{holder}; "
+                        "wait for it to finish or pass --wait SECONDS"
+                    ) from None
+                time.sleep(self.poll)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "WriteLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _read_holder(fd: int) -> str:
+    try:
+        pid = os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid else ""

@@ -1,0 +1,180 @@
+"""Reading a cache file: validation on open, lazy handles that survive ``fork``, key checks."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import h5py
+import numpy as np
+
+from cache.errors import CacheError
+from cache.key import key_diff
+from cache.layout import DONE_SUFFIX, FORMAT, SCHEMA_VERSION, partial_path
+
+
+class CacheReader:
+    """Read-only view of one cache file.
+
+    The file is validated when the reader is made (exists, is HDF5, is ours, schema not from the future,
+    complete unless ``require_complete=False``), then opened lazily per process, so a reader can be handed
+    to DataLoader workers.
+    """
+
+    def __init__(self, path: str | Path, *, require_complete: bool = True) -> None:
+        self.path = Path(path)
+        self._handle: h5py.File | None = None
+        self._pid: int | None = None
+        self._validate(require_complete)
+
+    # -- handle --------------------------------------------------------------------------------------
+    @property
+    def file(self) -> h5py.File:
+        if self._handle is None or self._pid != os.getpid():
+            self._handle = h5py.File(self.path, "r")
+            self._pid = os.getpid()
+        return self._handle
+
+    def close(self) -> None:
+        if self._handle is not None and self._pid == os.getpid():
+            self._handle.close()
+        self._handle = None
+
+    def __enter__(self) -> "CacheReader":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_handle"] = None
+        state["_pid"] = None
+        return state
+
+    # -- content -------------------------------------------------------------------------------------
+    @property
+    def attrs(self) -> dict[str, object]:
+        return {k: _plain(v) for k, v in self.file.attrs.items()}
+
+    @property
+    def key(self) -> str:
+        return str(self.file.attrs["key"])
+
+    @property
+    def key_fields(self) -> dict[str, str]:
+        return {k[4:]: str(v) for k, v in self.file.attrs.items() if k.startswith("key.")}
+
+    def check_key(self, expected: Mapping[str, object]) -> None:
+        """Refuse a cache built for other inputs, naming every field that differs."""
+        diff = key_diff(expected, self.key_fields)
+        if diff:
+            raise CacheError(
+                f"{self.path} was built for different inputs ({'; '.join(diff)}); "
+                "re-extract with matching options or pass --force to rebuild"
+            )
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.file
+
+    def read(self, name: str, selection: object = ()) -> np.ndarray:
+        """Read a dataset (or a selection of it); strings come back as ``str``."""
+        dataset = self._dataset(name)
+        if h5py.check_string_dtype(dataset.dtype) is not None:
+            return dataset.asstr()[selection]
+        return dataset[selection]
+
+    def read_rows(self, name: str, rows: np.ndarray, axis: int = 0) -> np.ndarray:
+        """Read arbitrary rows along ``axis`` in the order given (h5py wants sorted unique indices)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size == 0:
+            shape = list(self._dataset(name).shape)
+            shape[axis] = 0
+            return np.empty(shape, dtype=self._dataset(name).dtype)
+        unique, inverse = np.unique(rows, return_inverse=True)
+        selection = (slice(None),) * axis + (unique,)
+        return np.take(self._dataset(name)[selection], inverse, axis=axis)
+
+    def group_attrs(self, name: str) -> dict[str, object]:
+        return {k: _plain(v) for k, v in self.file[name].attrs.items()}
+
+    def incomplete(self) -> list[str]:
+        return incomplete_arrays(self.file)
+
+    def datasets(self) -> list[tuple[str, tuple[int, ...], str]]:
+        """Every user-facing dataset as (name, shape, dtype), progress masks left out."""
+        found: list[tuple[str, tuple[int, ...], str]] = []
+
+        def visit(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and not name.endswith(DONE_SUFFIX):
+                kind = "str" if h5py.check_string_dtype(obj.dtype) is not None else str(obj.dtype)
+                found.append((name, tuple(obj.shape), kind))
+
+        self.file.visititems(visit)
+        return found
+
+    def _dataset(self, name: str) -> h5py.Dataset:
+        if name not in self.file:
+            raise CacheError(f"{self.path} has no '{name}'; run pipeline extract with the option that writes it")
+        return self.file[name]
+
+    # -- validation ----------------------------------------------------------------------------------
+    def _validate(self, require_complete: bool) -> None:
+        if not self.path.exists():
+            hint = " (an unfinished write exists: rerun pipeline extract to resume it)" if partial_path(
+                self.path
+            ).exists() else ""
+            raise CacheError(f"no cache file at {self.path}{hint}; run pipeline extract first")
+        if not h5py.is_hdf5(self.path):
+            raise CacheError(f"{self.path} is not an HDF5 file (truncated or corrupt?); pass --force to rebuild it")
+        try:
+            f = self.file
+            fmt = f.attrs.get("format")
+            version = f.attrs.get("schema_version")
+            incomplete = incomplete_arrays(f) if require_complete else []
+        except (OSError, KeyError, RuntimeError) as exc:
+            self.close()
+            raise CacheError(f"{self.path} cannot be read ({exc}); pass --force to rebuild it") from None
+        if _plain(fmt) != FORMAT:
+            self.close()
+            raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' tag)")
+        if version is None or int(version) > SCHEMA_VERSION:
+            self.close()
+            raise CacheError(
+                f"{self.path} uses cache schema {version}, newer than this version understands "
+                f"({SCHEMA_VERSION}); upgrade the pipeline package"
+            )
+        if incomplete:
+            self.close()
+            raise CacheError(f"{self.path} is incomplete ({', '.join(incomplete)}); rerun pipeline extract to finish it")
+
+
+def read_key_fields(path: str | Path) -> dict[str, str]:
+    """The key fields of any cache file, finished or not (raises if the file cannot be read)."""
+    with h5py.File(path, "r") as f:
+        if _plain(f.attrs.get("format")) != FORMAT:
+            raise CacheError(f"{path} is not a feature cache of this tool")
+        return {k[4:]: str(v) for k, v in f.attrs.items() if k.startswith("key.")}
+
+
+def incomplete_arrays(f: h5py.File) -> list[str]:
+    """Names of block-written arrays in ``f`` with at least one block not yet written."""
+    names: list[str] = []
+
+    def visit(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and name.endswith(DONE_SUFFIX) and not np.all(obj[()]):
+            names.append(name[: -len(DONE_SUFFIX)])
+
+    f.visititems(visit)
+    return sorted(names)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

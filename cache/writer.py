@@ -1,0 +1,284 @@
+"""Crash-safe writes to one cache file.
+
+A write happens in ``<file>.partial`` under an exclusive lock and becomes visible only through an atomic
+rename when every array is complete. Arrays are allocated in full when they are created, so writing rows
+later touches raw data only, never HDF5 metadata; each block of rows is flushed before its flag in the
+sibling ``<name>__done`` mask is set. A killed writer therefore leaves a partial file whose flags under-state
+its progress, and the next writer resumes from the first missing block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import h5py
+import numpy as np
+
+from cache.errors import CacheError
+from cache.key import key_diff, key_digest
+from cache.layout import FORMAT, SCHEMA_VERSION, done_name, partial_path
+from cache.lock import WriteLock
+from cache.reader import CacheReader, incomplete_arrays, read_key_fields
+
+log = logging.getLogger(__name__)
+
+STRING = h5py.string_dtype("utf-8")
+
+
+class BlockArray:
+    """A fixed-shape dataset written in blocks of ``block_rows`` rows along axis ``lead``.
+
+    The axes before ``lead`` index independent grids (e.g. augmented views), each with its own flags.
+    """
+
+    def __init__(self, file: h5py.File, name: str) -> None:
+        self._file = file
+        self.name = name
+        self.dataset = file[name]
+        self.done = file[done_name(name)]
+        self.block_rows = int(self.dataset.attrs["block_rows"])
+        self.lead = int(self.dataset.attrs["lead_axes"])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.dataset.shape)
+
+    def missing(self) -> list[tuple[int, ...]]:
+        """Indices ``(*lead_index, block)`` of every block not yet written, in order."""
+        flags = self.done[()]
+        return [tuple(int(i) for i in idx) for idx in zip(*np.nonzero(flags == 0))]
+
+    def rows(self, block: int) -> slice:
+        """The rows of ``block`` along the block axis."""
+        n = self.shape[self.lead]
+        return slice(block * self.block_rows, min(n, (block + 1) * self.block_rows))
+
+    def write(self, index: tuple[int, ...], data: np.ndarray) -> None:
+        """Write one block (``index = (*lead_index, block)``), flush it, then mark it done."""
+        *lead_index, block = index
+        rows = self.rows(block)
+        expected = (rows.stop - rows.start,) + self.shape[self.lead + 1 :]
+        data = np.asarray(data)
+        if data.shape != expected:
+            raise ValueError(f"{self.name} block {index}: got shape {data.shape}, expected {expected}")
+        if data.dtype.kind == "f" and not np.isfinite(data).all():
+            bad = int((~np.isfinite(data)).any(axis=tuple(range(1, data.ndim))).sum()) if data.ndim > 1 else 1
+            raise CacheError(
+                f"refusing to write {bad} row(s) with NaN/Inf into {self.name} (rows {rows.start}-{rows.stop - 1}); "
+                "the model overflowed or is broken: try --precision fp32"
+            )
+        self.dataset[tuple(lead_index) + (rows,)] = data.astype(self.dataset.dtype, copy=False)
+        self._file.flush()
+        self.done[tuple(lead_index) + (block,)] = 1
+        self._file.flush()
+
+    def blocks(self) -> Iterator[tuple[tuple[int, ...], slice]]:
+        """Each missing block with its row slice."""
+        for index in self.missing():
+            yield index, self.rows(index[-1])
+
+
+class CacheWriter:
+    """The single writer of one cache file: resumes, extends or rebuilds it, and commits atomically.
+
+    ``key`` holds every field that changes a feature; an existing file with other values is refused (the
+    message lists the fields) unless ``force``, which rebuilds from scratch and replaces the old file only at
+    commit. ``attrs`` are stored on the file's root next to the key.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        key: Mapping[str, object],
+        *,
+        attrs: Mapping[str, object] | None = None,
+        force: bool = False,
+        wait: float | None = 0.0,
+    ) -> None:
+        self.path = Path(path)
+        self.partial = partial_path(self.path)
+        self.key = {k: str(v) for k, v in key.items()}
+        self.attrs = dict(attrs or {})
+        self.force = force
+        self.lock = WriteLock(self.path, wait=wait)
+        self.file: h5py.File | None = None
+        self.state = "new"  # new | resumed | extending | rebuilding
+
+    # -- opening -------------------------------------------------------------------------------------
+    def __enter__(self) -> "CacheWriter":
+        self.lock.acquire()
+        try:
+            self._open()
+        except BaseException:
+            self.lock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.lock.release()
+
+    def _open(self) -> None:
+        if self.force and self.partial.exists():
+            self.partial.unlink()
+        if self.partial.exists() and not self._usable_partial():
+            self.partial.unlink()
+        if self.partial.exists():
+            self.state = "resumed"
+        elif self.path.exists() and not self.force:
+            found = CacheReader(self.path, require_complete=False).key_fields
+            diff = key_diff(self.key, found)
+            if diff:
+                raise CacheError(
+                    f"{self.path} was built for different inputs ({'; '.join(diff)}); "
+                    "pass --force to rebuild it or choose another --cache-dir"
+                )
+            shutil.copy2(self.path, self.partial)
+            self.state = "extending"
+        else:
+            self.state = "rebuilding" if self.path.exists() else "new"
+            self._create()
+        self.file = h5py.File(self.partial, "r+")
+
+    def _usable_partial(self) -> bool:
+        """A partial file is reused only if it opens and carries the same key."""
+        try:
+            found = read_key_fields(self.partial)
+        except Exception as exc:  # a writer killed while creating the layout leaves an unreadable file
+            log.warning("discarding unreadable unfinished write %s (%s); starting over", self.partial, exc)
+            return False
+        diff = key_diff(self.key, found)
+        if diff:
+            log.warning("discarding unfinished write %s made for other inputs (%s)", self.partial, "; ".join(diff))
+            return False
+        return True
+
+    def _create(self) -> None:
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        with h5py.File(self.partial, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["schema_version"] = SCHEMA_VERSION
+            f.attrs["key"] = key_digest(self.key)
+            for name, value in self.key.items():
+                f.attrs[f"key.{name}"] = value
+            f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            for name, value in self.attrs.items():
+                f.attrs[name] = value
+
+    # -- layout --------------------------------------------------------------------------------------
+    def __contains__(self, name: str) -> bool:
+        return name in self._f
+
+    @property
+    def _f(self) -> h5py.File:
+        if self.file is None:
+            raise RuntimeError("CacheWriter used outside its 'with' block")
+        return self.file
+
+    def put(self, name: str, data: Sequence | np.ndarray, attrs: Mapping[str, object] | None = None) -> None:
+        """Store a small array written in one go (labels, paths, class names); checks it if it exists."""
+        values = np.asarray(data)
+        is_text = values.dtype.kind in "UOS"
+        if name in self._f:
+            stored = self._f[name].asstr()[()] if is_text else self._f[name][()]
+            if stored.shape != values.shape or not np.array_equal(stored, values.astype(stored.dtype)):
+                raise CacheError(
+                    f"{self.path}: {name} differs from the stored one; pass --force to rebuild the cache"
+                )
+            return
+        if is_text:
+            dataset = self._f.create_dataset(name, data=values.astype(str).astype(object), dtype=STRING)
+        else:
+            dataset = self._f.create_dataset(name, data=values)
+        for attr, value in (attrs or {}).items():
+            dataset.attrs[attr] = value
+        self._f.flush()
+
+    def array(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str | np.dtype,
+        *,
+        block_rows: int,
+        lead_axes: int = 0,
+        attrs: Mapping[str, object] | None = None,
+    ) -> BlockArray:
+        """Create (or reopen, checking shape and dtype) a fully allocated array written block by block."""
+        dtype = np.dtype(dtype)
+        if name in self._f:
+            found = self._f[name]
+            if tuple(found.shape) != tuple(shape) or found.dtype != dtype:
+                raise CacheError(
+                    f"{self.path}: {name} is stored as {found.dtype}{tuple(found.shape)}, requested "
+                    f"{dtype}{tuple(shape)}; pass --force to rebuild the cache"
+                )
+            return BlockArray(self._f, name)
+        if any(n <= 0 for n in shape):
+            raise ValueError(f"{name}: every dimension must be positive, got {shape}")
+        n_blocks = -(-shape[lead_axes] // block_rows)
+        dataset = _create_allocated(self._f, name, shape, dtype, fill=False)
+        dataset.attrs["block_rows"] = block_rows
+        dataset.attrs["lead_axes"] = lead_axes
+        for attr, value in (attrs or {}).items():
+            dataset.attrs[attr] = value
+        _create_allocated(self._f, done_name(name), tuple(shape[:lead_axes]) + (n_blocks,), np.uint8, fill=True)
+        self._f.flush()
+        return BlockArray(self._f, name)
+
+    def set_attrs(self, name: str, attrs: Mapping[str, object]) -> None:
+        """Set attributes on a group or dataset (created as a group when missing)."""
+        target = self._f.require_group(name) if name not in self._f else self._f[name]
+        for attr, value in attrs.items():
+            target.attrs[attr] = value
+        self._f.flush()
+
+    # -- commit --------------------------------------------------------------------------------------
+    def incomplete(self) -> list[str]:
+        """Names of the arrays that still have missing blocks."""
+        return incomplete_arrays(self._f)
+
+    def commit(self) -> Path:
+        """Make the write visible: close the partial file and rename it over the final path atomically."""
+        missing = self.incomplete()
+        if missing:
+            raise CacheError(f"{self.partial}: cannot commit, arrays still incomplete: {', '.join(missing)}")
+        self._f.flush()
+        self.file.close()
+        self.file = None
+        with open(self.partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.partial, self.path)
+        _fsync_dir(self.path.parent)
+        return self.path
+
+
+def _create_allocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtype: np.dtype, fill: bool):
+    """A contiguous dataset whose storage is allocated at creation, so later writes change no metadata."""
+    parent_name, _, leaf = name.rpartition("/")
+    parent = group.require_group(parent_name) if parent_name else group
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC if fill else h5py.h5d.FILL_TIME_NEVER)
+    space = h5py.h5s.create_simple(tuple(shape))
+    tid = h5py.h5t.py_create(np.dtype(dtype), logical=True)
+    h5py.h5d.create(parent.id, leaf.encode(), tid, space, dcpl=dcpl)
+    return parent[leaf]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,54 @@
+"""The ``pipeline`` command: a click group whose subcommands live in ``pipeline/commands/``."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from cache.errors import UserError
+from pipeline import __version__
+from pipeline.commands import COMMANDS
+
+
+class _Group(click.Group):
+    """Turns user errors into one red line and exit code 1 instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pipeline")
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def cli(verbose: int, quiet: bool) -> None:
+    """Few-shot CLIP classification with Cross-Modal Mapping, from a feature cache.
+
+    \b
+    1. pipeline extract   encode a dataset's images and class prompts once, into HDF5
+    2. pipeline fit       train CMM and baselines on the cached features, per shots and seed
+    3. pipeline report    turn run records into tables and plots
+    """
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for noisy in ("PIL", "matplotlib", "h5py", "urllib3", "huggingface_hub", "filelock"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+for command in COMMANDS:
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="pipeline")
+
+
+if __name__ == "__main__":
+    main()

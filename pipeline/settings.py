@@ -1,0 +1,23 @@
+"""Default locations, overridable by environment variables so scripts need not repeat them."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+CACHE_DIR_ENV = "PIPELINE_CACHE_DIR"
+DATA_ROOT_ENV = "PIPELINE_DATA_ROOT"
+RUNS_DIR_ENV = "PIPELINE_RUNS_DIR"
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get(CACHE_DIR_ENV, "work_dir/cache"))
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV, "work_dir/runs"))
+
+
+def default_data_root() -> Path | None:
+    value = os.environ.get(DATA_ROOT_ENV)
+    return Path(value) if value else None
