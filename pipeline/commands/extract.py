@@ -1,0 +1,72 @@
+"""``pipeline extract``: stage one, images and prompts -> HDF5 feature cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.options import name_list, positive_int_list
+from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
+
+DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
+
+
+@click.command()
+@click.option("--dataset", default=DEFAULT_DATASET, show_default=True,
+              help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
+@click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
+              help=f"Folder holding the datasets (CoOp's DATA layout) [env {DATA_ROOT_ENV}].")
+@click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="For --dataset folder: a split JSON in CoOp's format.")
+@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+              help="open_clip model name, hf-hub:org/repo, local-dir:/path, or a model config .json.")
+@click.option("--pretrained", default=DEFAULT_WEIGHTS, show_default=True,
+              help="Pretrained tag, a checkpoint file, or 'none' (random weights, flagged everywhere).")
+@click.option("--weights-tag", help="With a checkpoint file: the tag whose preprocessing it needs (e.g. openai).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CACHE_DIR_ENV,
+              default=default_cache_dir, show_default=f"work_dir/cache, env {CACHE_DIR_ENV}",
+              help="Where cache files go.")
+@click.option("--splits", callback=name_list, help="Splits to encode (default: all the dataset has).")
+@click.option("--templates", "template_sets", default="coop", show_default=True, callback=name_list,
+              help="Template sets: coop, imagenet7, imagenet8, openai80, file:PATH (comma-separated).")
+@click.option("--aug-views", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Augmented views per train image (Tip-Adapter uses 10).")
+@click.option("--aug-seed", default=1, show_default=True, type=int, help="Seed of the augmented views.")
+@click.option("--subset-shots", callback=positive_int_list,
+              help="Encode only the train images of these CoOp few-shot subsets (ImageNet-sized sets).")
+@click.option("--subset-seeds", default="1,2,3", show_default=True, callback=positive_int_list,
+              help="Seeds of those subsets.")
+@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers (default: cores - 1, max 8).")
+@click.option("--precision", default="auto", show_default=True,
+              type=click.Choice(["auto", "fp32", "fp16", "bf16", "amp", "amp_bf16"]),
+              help="auto: amp (fp16 autocast) on GPU, fp32 on CPU.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]))
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable images (recorded in the cache) instead of stopping.")
+@click.option("--wait", default=0.0, show_default=True, type=float,
+              help="Seconds to wait for another writer of the same cache file.")
+@click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
+def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
+            aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
+            skip_bad, wait, force) -> None:
+    """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
+
+    With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
+    A rerun encodes only what is missing; a killed run resumes where it stopped.
+    Under torchrun, each rank encodes its share and rank 0 merges the parts.
+    """
+    from stages.extract.run import ExtractRequest
+    from pipeline.distributed import run_extract
+
+    options = {"split_file": split_file} if split_file else {}
+    request = ExtractRequest(
+        dataset=dataset, model=model, pretrained=pretrained, cache_dir=cache_dir, data_root=data_root,
+        splits=splits, template_sets=template_sets, aug_views=aug_views, aug_seed=aug_seed,
+        train_subset=(subset_shots, subset_seeds) if subset_shots else None, batch_size=batch_size,
+        workers=workers, precision=precision, device=device, store_dtype=store_dtype, weights_tag=weights_tag,
+        skip_bad=skip_bad, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
+    )
+    run_extract(request, progress=click.echo)

@@ -1,0 +1,36 @@
+"""``pipeline report``: stage three, run records -> tables and plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
+
+FORMATS = ("md", "csv", "json", "tex")
+
+
+@click.command()
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RUNS_DIR_ENV,
+              default=default_runs_dir, show_default=f"work_dir/runs, env {RUNS_DIR_ENV}",
+              help="Where pipeline fit wrote its run records.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: <runs-dir>/../report).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(FORMATS), default=FORMATS,
+              show_default=True, help="Table formats (repeat the option for several).")
+@click.option("--no-plots", is_flag=True, help="Tables only (plots need matplotlib).")
+@click.option("--no-published", is_flag=True, help="Leave out the published reference numbers.")
+def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_plots: bool, no_published: bool) -> None:
+    """Write result tables (Markdown, CSV, JSON, LaTeX) and plots from run records.
+
+    Reads records only: it never re-fits or re-encodes. Means and stds are over seeds; a cell with a
+    missing seed is shown as missing, not averaged.
+    """
+    from stages.report import build_report
+
+    out_dir = out_dir or runs_dir.parent / "report"
+    written = build_report(runs_dir, out_dir, formats=formats, plots=not no_plots, published=not no_published,
+                           progress=click.echo)
+    count = sum(len(paths) for paths in written.values())
+    click.echo(f"wrote {count} files under {out_dir} (index: {out_dir / 'README.md'})")

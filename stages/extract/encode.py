@@ -1,0 +1,164 @@
+"""Encoding images and prompts into block arrays of a cache file: batched, resumable, sharded by block.
+
+Each DataLoader batch is one block of a cache array, so a block is written (and marked done) as soon as it
+is encoded; blocks already done are never re-read. Shard ``(rank, world)`` takes the blocks ``b`` with
+``b % world == rank``: one process, many GPUs and many nodes run the same map.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cache import BlockArray
+from stages.extract.datasets.base import DatasetReader
+from stages.extract.images import BadImageError
+from stages.extract.views import seeded, view_seed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how the model runs."""
+
+    device: torch.device
+    precision: str  # fp32 | fp16 | bf16 | amp | amp_bf16
+    workers: int
+    skip_bad: bool = False
+    shard: tuple[int, int] = (0, 1)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.precision in ("amp", "amp_bf16"):
+            dtype = torch.bfloat16 if self.precision == "amp_bf16" else torch.float16
+            return torch.autocast(self.device.type, dtype=dtype)
+        return contextlib.nullcontext()
+
+    def owns(self, block: int) -> bool:
+        rank, world = self.shard
+        return block % world == rank
+
+
+class _Images(Dataset):
+    """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
+
+    def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
+                 transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0) -> None:
+        self.reader, self.relpaths, self.positions = reader, list(relpaths), positions
+        self.transform, self.image_size, self.aug_seed, self.view = transform, image_size, aug_seed, view
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor, str]:
+        try:
+            image = self.reader.load_image(self.relpaths[row])
+        except BadImageError as exc:
+            return torch.zeros(3, self.image_size, self.image_size), str(exc)
+        transform = self.transform
+        if self.aug_seed is not None:
+            transform = seeded(transform, view_seed(self.aug_seed, self.view, int(self.positions[row])))
+        return transform(image), ""
+
+
+def encode_images(
+    model: torch.nn.Module,
+    images: _Images,
+    array: BlockArray,
+    runtime: Runtime,
+    *,
+    lead_index: tuple[int, ...] = (),
+    bad: BlockArray | None = None,
+    progress: Callable[[int], None] = lambda n: None,
+) -> list[str]:
+    """Encode every missing block of ``array`` this shard owns; return the errors of skipped images."""
+    todo = _todo_blocks(array, bad, lead_index, runtime)
+    if not todo:
+        return []
+    batches = [list(range(array.rows(b).start, array.rows(b).stop)) for b in todo]
+    loader = DataLoader(
+        images,
+        batch_sampler=batches,
+        num_workers=runtime.workers,
+        pin_memory=runtime.device.type == "cuda",
+        persistent_workers=False,
+        prefetch_factor=4 if runtime.workers > 0 else None,
+    )
+    skipped: list[str] = []
+    for block, (pixels, errors) in zip(todo, loader):
+        failed = [i for i, e in enumerate(errors) if e]
+        if failed and not runtime.skip_bad:
+            raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images)")
+        features = _forward(model.encode_image, pixels, runtime)
+        features[failed] = 0.0
+        array.write(lead_index + (block,), features)
+        if bad is not None and not lead_index:
+            flags = np.zeros(len(pixels), np.uint8)
+            flags[failed] = 1
+            bad.write((block,), flags)
+        skipped += [errors[i] for i in failed]
+        progress(len(pixels))
+    return skipped
+
+
+def encode_texts(
+    model: torch.nn.Module,
+    tokenizer: Callable,
+    prompts: list[list[str]],
+    array: BlockArray,
+    runtime: Runtime,
+) -> None:
+    """Encode the (C x L) prompts into ``array`` (C, L, D), one block of classes at a time."""
+    for (block,) in array.missing():
+        rows = array.rows(block)
+        flat = [p for per_class in prompts[rows] for p in per_class]
+        tokens = tokenizer(flat)
+        features = _forward(model.encode_text, tokens, runtime)
+        array.write((block,), features.reshape(rows.stop - rows.start, len(prompts[0]), -1))
+
+
+def _forward(encode: Callable, batch: torch.Tensor, runtime: Runtime) -> np.ndarray:
+    batch = batch.to(runtime.device, non_blocking=True)
+    if runtime.precision == "fp16":
+        batch = batch.half() if batch.is_floating_point() else batch
+    elif runtime.precision == "bf16":
+        batch = batch.bfloat16() if batch.is_floating_point() else batch
+    with torch.inference_mode(), runtime.autocast():
+        out = encode(batch)
+    return out.float().cpu().numpy()
+
+
+def _todo_blocks(array: BlockArray, bad: BlockArray | None, lead_index: tuple[int, ...],
+                 runtime: Runtime) -> list[int]:
+    missing = {idx[-1] for idx in array.missing() if tuple(idx[:-1]) == lead_index}
+    if bad is not None and not lead_index:
+        missing |= {idx[-1] for idx in bad.missing()}
+    return sorted(b for b in missing if runtime.owns(b))
+
+
+class Throughput:
+    """A progress bar over images with images/s and ETA (tqdm on stderr; silent when not a terminal)."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.start = time.perf_counter()
+        self.count = 0
+        self.bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0,
+                        disable=None)
+
+    def __call__(self, n: int) -> None:
+        self.count += n
+        self.bar.update(n)
+
+    def close(self) -> float:
+        self.bar.close()
+        elapsed = time.perf_counter() - self.start
+        return self.count / elapsed if elapsed > 0 else 0.0

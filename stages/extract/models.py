@@ -1,0 +1,224 @@
+"""Loading an open_clip model and identifying its weights, failing fast when weights cannot be had.
+
+``--pretrained`` takes a pretrained tag (downloaded by open_clip, or found in its cache), a local checkpoint
+file, or ``none`` (random init, seeded, flagged everywhere). ``--model`` takes an open_clip model name, an
+``hf-hub:org/repo`` or ``local-dir:/path`` id (weights come with it), or a path to a model config JSON.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlparse
+
+import torch
+
+from cache import file_sha256
+from stages.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+HF_HOST = "huggingface.co"
+CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt")
+
+
+@dataclass
+class LoadedModel:
+    """An open_clip model in eval mode with what the cache needs to know about it."""
+
+    model: torch.nn.Module
+    preprocess: Callable
+    tokenizer: Callable
+    name: str
+    weights: str  # identity: tag, "file:<name>@<sha12>", "hf-hub:<id>", "local-dir:<name>@<sha12>", "none"
+    random_weights: bool
+    logit_scale: float
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    key_fields: dict[str, str] = field(default_factory=dict)
+
+
+def load_model(
+    model_name: str,
+    pretrained: str | None,
+    *,
+    device: str = "cpu",
+    weights_tag: str | None = None,
+    seed: int = 0,
+) -> LoadedModel:
+    """Build ``model_name`` with ``pretrained`` weights; raise ModelError with a fix when that is impossible."""
+    import open_clip
+
+    name, config_file = _register_config(model_name)
+    schema = name.split(":", 1)[0] if name.startswith(("hf-hub:", "local-dir:")) else None
+    pretrained = None if (pretrained or "").lower() in ("", "none", "random") else pretrained
+    kwargs: dict = {}
+    if schema == "local-dir":
+        weights = _local_dir_identity(Path(name.split(":", 1)[1]))
+    elif schema == "hf-hub":
+        _require_hub_files(name.split(":", 1)[1], None, what=f"model {name}")
+        weights = name
+    elif pretrained is None:
+        weights = "none"
+    elif Path(pretrained).expanduser().is_file():
+        path = Path(pretrained).expanduser()
+        weights = f"file:{path.name}@{file_sha256(path)[:12]}"
+        pretrained = str(path)
+        kwargs.update(_tag_preprocess(name, weights_tag))
+    elif _looks_like_path(pretrained):
+        raise ModelError(f"weights file not found: {pretrained}; pass an existing checkpoint file, a pretrained tag or none")
+    else:
+        _require_tag(name, pretrained)
+        weights = pretrained
+    if weights == "none":
+        torch.manual_seed(seed)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=None if schema else pretrained, device=device, **kwargs
+        )
+        tokenizer = open_clip.get_tokenizer(name)
+    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot load model {model_name} with weights {weights}: {first[:300]}") from None
+    model.eval()
+    size = _image_size(model)
+    mean, std = _normalisation(preprocess)
+    logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
+    if weights == "none":
+        logit_scale = 100.0  # a random model's init scale (1/0.07) is meaningless; use CLIP's trained value
+        log.warning("model %s has RANDOM weights (--pretrained none): features are not CLIP features", name)
+    key_fields = {
+        "model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",
+        "weights": weights,
+        "preprocess": _describe(preprocess),
+        "open_clip": open_clip.__version__,
+        "torch": torch.__version__.split("+")[0],
+    }
+    return LoadedModel(model, preprocess, tokenizer, name, weights, weights == "none", logit_scale, size, mean, std,
+                       key_fields)
+
+
+def _register_config(model_name: str) -> tuple[str, Path | None]:
+    """A model given as a config JSON path is registered with open_clip under its file stem."""
+    import open_clip
+
+    if model_name.endswith(".json"):
+        path = Path(model_name).expanduser()
+        if not path.is_file():
+            raise ModelError(f"model config not found: {path}")
+        open_clip.add_model_config(path)
+        return path.stem, path
+    if model_name.startswith(("hf-hub:", "local-dir:")):
+        if model_name.startswith("local-dir:") and not Path(model_name.split(":", 1)[1]).is_dir():
+            raise ModelError(f"model folder not found: {model_name.split(':', 1)[1]} (from {model_name})")
+        return model_name, None
+    if model_name not in open_clip.list_models():
+        names = {m.lower(): m for m in open_clip.list_models()}
+        close = [names[m] for m in difflib.get_close_matches(model_name.lower().replace("/", "-"), names, n=4)]
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see open_clip.list_models())"
+        raise ModelError(f"unknown open_clip model '{model_name}'{hint}")
+    return model_name, None
+
+
+def _require_tag(model: str, tag: str) -> None:
+    """Make sure a pretrained tag's weights are cached or downloadable, within seconds."""
+    from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_model
+
+    cfg = get_pretrained_cfg(model, tag)
+    if not cfg:
+        tags = ", ".join(list_pretrained_tags_by_model(model)) or "none"
+        raise ModelError(f"unknown pretrained tag '{tag}' for {model} (known: {tags}); or pass a checkpoint file")
+    if cfg.get("file"):
+        return
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), None)
+        _require_hub_files(repo, filename, what=f"{model} / {tag}")
+    elif cfg.get("url"):
+        _require_host(urlparse(cfg["url"]).hostname or "", what=f"{model} / {tag}")
+
+
+def _require_hub_files(repo: str, filename: str | None, what: str) -> None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        raise ModelError("huggingface_hub is not installed; pip install huggingface_hub, or pass a checkpoint file")
+    from open_clip.constants import HF_CONFIG_NAME, HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    names = [filename] if filename else [HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME, HF_CONFIG_NAME]
+    if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names if n):
+        return
+    _require_host(HF_HOST, what=what)
+
+
+def _require_host(host: str, what: str) -> None:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    reason = "HF_HUB_OFFLINE is set" if offline and host == HF_HOST else None
+    if reason is None:
+        try:
+            socket.create_connection((host, 443), timeout=3).close()
+            return
+        except OSError as exc:
+            reason = f"{host} is unreachable ({exc.__class__.__name__})"
+    raise ModelError(
+        f"weights for {what} are not cached and cannot be downloaded: {reason}; download the checkpoint "
+        "elsewhere and pass --pretrained /path/to/weights.bin (with --weights-tag TAG for its preprocessing), "
+        "or use --pretrained none for random weights"
+    )
+
+
+def _tag_preprocess(model: str, tag: str | None) -> dict:
+    """Preprocessing and activation of a pretrained tag, for a checkpoint file saved from that tag."""
+    if tag is None:
+        return {}
+    from open_clip.pretrained import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(model, tag)
+    if not cfg:
+        raise ModelError(f"unknown --weights-tag '{tag}' for {model}")
+    kwargs = {k: cfg[k] for k in ("mean", "std") if k in cfg}
+    mapped = {"image_mean": kwargs.get("mean"), "image_std": kwargs.get("std"),
+              "image_interpolation": cfg.get("interpolation"), "image_resize_mode": cfg.get("resize_mode"),
+              "force_quick_gelu": cfg.get("quick_gelu", False)}
+    return {k: v for k, v in mapped.items() if v is not None}
+
+
+def _local_dir_identity(folder: Path) -> str:
+    digest = hashlib.sha256()
+    files = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES + (".json",))
+    if not (folder / "open_clip_config.json").is_file():
+        raise ModelError(f"{folder / 'open_clip_config.json'} not found; a local-dir: model needs it beside its weights")
+    if not any(p.suffix in (".bin", ".pth", ".safetensors") for p in files):
+        raise ModelError(f"no weights (.safetensors, .bin or .pth) in {folder}; put the checkpoint there")
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(file_sha256(path).encode())
+    return f"local-dir:{folder.name}@{digest.hexdigest()[:12]}"
+
+
+def _looks_like_path(value: str) -> bool:
+    return os.sep in value or value.endswith(CHECKPOINT_SUFFIXES) or value.startswith(("~", "."))
+
+
+def _image_size(model: torch.nn.Module) -> int:
+    size = getattr(getattr(model, "visual", None), "image_size", 224)
+    return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def _normalisation(preprocess: Callable) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    for step in getattr(preprocess, "transforms", []):
+        if hasattr(step, "mean") and hasattr(step, "std"):
+            return tuple(float(x) for x in step.mean), tuple(float(x) for x in step.std)
+    raise ModelError("the model's preprocessing has no Normalize step; cannot build augmented views")
+
+
+def _describe(preprocess: Callable) -> str:
+    """A stable one-line description of the eval transform (sizes, interpolation, mean/std)."""
+    return " | ".join(" ".join(repr(step).split()) for step in getattr(preprocess, "transforms", [preprocess]))

@@ -1,0 +1,291 @@
+"""Stage one: encode a dataset's images and class prompts into its cache file, once.
+
+Everything that changes a feature goes into the cache key; a rerun with the same request encodes nothing,
+a killed run resumes from its last written block, and ``force`` rebuilds from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from cache import CacheWriter, FeatureCache, cache_path, partial_path
+from cache.merge import merge_parts, part_path
+from cache.errors import CacheError
+from cache.features import image, text
+from stages.errors import DatasetError
+from stages.extract.datasets import open_dataset
+from stages.extract.encode import Runtime, Throughput, _Images, encode_images, encode_texts
+from stages.extract.models import LoadedModel, load_model
+from stages.extract.templates import format_prompts, templates_for
+from stages.extract.views import augment_transform
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp", "amp_bf16")
+STORE_DTYPES = ("float32", "float16")
+
+
+@dataclass
+class ExtractRequest:
+    """What to encode, with which model, and how."""
+
+    dataset: str
+    model: str
+    pretrained: str | None
+    cache_dir: Path
+    data_root: Path | None = None
+    splits: tuple[str, ...] | None = None  # default: every split the dataset has
+    template_sets: tuple[str, ...] = ("coop",)
+    aug_views: int = 0
+    aug_seed: int = 1
+    train_subset: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # (shots, seeds): encode only these
+    batch_size: int = 128
+    workers: int | None = None
+    precision: str = "auto"
+    device: str = "auto"
+    store_dtype: str = "float32"
+    weights_tag: str | None = None
+    skip_bad: bool = False
+    force: bool = False
+    wait: float | None = 0.0
+    dataset_options: dict = field(default_factory=dict)
+    shard: tuple[int, int] = (0, 1)
+    argv: str = ""
+
+    def target(self) -> Path:
+        """The cache file for this dataset x model x weights."""
+        weights = self.pretrained or "none"
+        if Path(weights).expanduser().is_file():
+            weights = Path(weights).stem
+        model = Path(self.model).stem if self.model.endswith(".json") else self.model
+        return cache_path(self.cache_dir, self.dataset, model, weights)
+
+
+@dataclass
+class ExtractResult:
+    path: Path
+    encoded_images: int
+    skipped: list[str]
+    images_per_second: float
+
+
+def extract(request: ExtractRequest, progress: Callable[[str], None] = print) -> ExtractResult:
+    """Run stage one for ``request``; returns where the cache is and how much was encoded."""
+    _check_request(request)
+    reader = open_dataset(request.dataset, request.data_root, **request.dataset_options)
+    splits = tuple(request.splits or reader.splits)
+    reader.validate(splits)
+    runtime = _runtime(request)
+    loaded = load_model(request.model, request.pretrained, device=str(runtime.device), weights_tag=request.weights_tag)
+    _cast(loaded, runtime)
+    key = dict(loaded.key_fields, dataset=request.dataset, listing=reader.fingerprint(),
+               precision=runtime.precision if runtime.precision != "auto" else "fp32",
+               store_dtype=request.store_dtype)
+    path = request.target()
+    plan = _plan(reader, splits, request)
+    if _already_done(path, key, plan, request):
+        progress(f"{path}: already complete for this request; nothing to encode (pass --force to rebuild)")
+        return ExtractResult(path, 0, [], 0.0)
+
+    attrs = {"dataset": request.dataset, "model": loaded.name, "weights": loaded.weights,
+             "random_weights": loaded.random_weights, "logit_scale": loaded.logit_scale,
+             "argv": request.argv or " ".join(sys.argv)}
+    rank, world = runtime.shard
+    target = path if world == 1 else part_path(path, rank, world)
+    with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:
+        if writer.state == "resumed":
+            progress(f"{target}: resuming an unfinished extraction")
+        arrays = _layout(writer, reader, loaded, plan, request)
+        total = sum(len(rows) for rows in arrays.todo_rows(runtime))
+        meter = Throughput(total, f"encoding {request.dataset}" + (f" [rank {rank}/{world}]" if world > 1 else ""))
+        skipped = _encode_all(writer, reader, loaded, arrays, runtime, request, meter)
+        rate = meter.close()
+        _encode_prompts(writer, reader, loaded, request, runtime)
+        if world == 1:
+            writer.commit()
+    if world > 1:
+        _merge_shards(path, key, world, rank)
+    if skipped:
+        progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info shows them)")
+    progress(f"{path}: {meter.count} image views encoded ({rate:.1f} img/s)")
+    return ExtractResult(path, meter.count, skipped, rate)
+
+
+def _merge_shards(path: Path, key: dict, world: int, rank: int) -> None:
+    """Wait for every rank, then rank 0 joins the parts into the one cache file."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    if rank == 0:
+        merge_parts(path, [partial_path(part_path(path, r, world)) for r in range(world)], key)
+    dist.barrier()
+
+
+def _check_request(request: ExtractRequest) -> None:
+    if request.precision not in PRECISIONS:
+        raise CacheError(f"unknown precision '{request.precision}' (choose from {', '.join(PRECISIONS)})")
+    if request.store_dtype not in STORE_DTYPES:
+        raise CacheError(f"unknown store dtype '{request.store_dtype}' (choose float32 or float16)")
+    if request.batch_size < 1 or request.aug_views < 0:
+        raise CacheError("--batch-size must be >= 1 and --aug-views >= 0")
+
+
+def _runtime(request: ExtractRequest) -> Runtime:
+    device = request.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CacheError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
+    precision = request.precision
+    if precision == "auto":
+        precision = "amp" if device.startswith("cuda") else "fp32"
+    workers = request.workers
+    if workers is None:
+        workers = min(8, max(1, (os.cpu_count() or 2) - 1))
+    return Runtime(torch.device(device), precision, workers, request.skip_bad, request.shard)
+
+
+def _cast(loaded: LoadedModel, runtime: Runtime) -> None:
+    loaded.model.to(runtime.device)
+    if runtime.precision == "fp16":
+        loaded.model.half()
+    elif runtime.precision == "bf16":
+        loaded.model.bfloat16()
+
+
+@dataclass
+class _Plan:
+    """Per split: the listing and the positions to encode."""
+
+    listings: dict[str, list]
+    positions: dict[str, np.ndarray]
+
+
+def _plan(reader, splits: tuple[str, ...], request: ExtractRequest) -> _Plan:
+    listings = {split: reader.items(split) for split in splits}
+    positions = {split: np.arange(len(items), dtype=np.int64) for split, items in listings.items()}
+    if request.train_subset is not None:
+        if "train" not in listings or "val" not in reader.splits:
+            raise DatasetError(f"{request.dataset}: --subset-shots needs a train and a val split")
+        from stages.fit.sampling import coop_sample
+
+        train = np.array([i.label for i in listings["train"]])
+        val = np.array([i.label for i in reader.items("val")])
+        chosen: set[int] = set()
+        for shots in request.train_subset[0]:
+            for seed in request.train_subset[1]:
+                chosen.update(int(p) for p in coop_sample(train, val, shots, seed)["train"])
+        positions["train"] = np.array(sorted(chosen), dtype=np.int64)
+    for split, items in listings.items():
+        if not items:
+            raise DatasetError(f"{request.dataset}: split '{split}' lists no images; check the split file")
+    return _Plan(listings, positions)
+
+
+def _already_done(path: Path, key: dict, plan: _Plan, request: ExtractRequest) -> bool:
+    if request.force or not path.exists():
+        return False
+    cache = FeatureCache(path)
+    cache.check_key(key)
+    wanted_aug = request.aug_views > 0 and "train" in plan.positions
+    have = set(cache.splits)
+    for split, positions in plan.positions.items():
+        if split not in have or not np.array_equal(cache.read(image(split, "positions")), positions):
+            return False
+    if wanted_aug and (image("train", "aug_features") not in cache
+                       or cache.file[image("train", "aug_features")].shape[0] < request.aug_views):
+        return False
+    return all(text(s, "features") in cache for s in request.template_sets)
+
+
+class _Arrays:
+    """The block arrays of one extraction, with the rows each still needs."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, object, object, tuple[int, ...], int | None]] = []
+
+    def add(self, split: str, array, bad, lead_index: tuple[int, ...] = (), view: int | None = None) -> None:
+        self.entries.append((split, array, bad, lead_index, view))
+
+    def todo_rows(self, runtime: Runtime) -> list[range]:
+        out = []
+        for _, array, bad, lead, _ in self.entries:
+            missing = {i[-1] for i in array.missing() if tuple(i[:-1]) == lead}
+            if bad is not None and not lead:
+                missing |= {i[-1] for i in bad.missing()}
+            out += [range(array.rows(b).start, array.rows(b).stop) for b in missing if runtime.owns(b)]
+        return out
+
+
+def _layout(writer: CacheWriter, reader, loaded: LoadedModel, plan: _Plan, request: ExtractRequest) -> _Arrays:
+    writer.put("classes", reader.classnames)
+    if reader.parent_class_ids is not None:
+        writer.put("parent_class_ids", np.asarray(reader.parent_class_ids, dtype=np.int64))
+    dim = _embed_dim(loaded)
+    arrays = _Arrays()
+    block = request.batch_size
+    for split, items in plan.listings.items():
+        positions = plan.positions[split]
+        writer.put(image(split, "labels"), np.array([i.label for i in items], dtype=np.int64))
+        writer.put(image(split, "paths"), [i.relpath for i in items])
+        writer.put(image(split, "positions"), positions)
+        features = writer.array(image(split, "features"), (len(positions), dim), request.store_dtype, block_rows=block)
+        bad = writer.array(image(split, "bad"), (len(positions),), "uint8", block_rows=block)
+        arrays.add(split, features, bad)
+        if split == "train" and request.aug_views > 0:
+            aug = writer.array(image(split, "aug_features"), (request.aug_views, len(positions), dim),
+                               request.store_dtype, block_rows=block, lead_axes=1,
+                               attrs={"seed": request.aug_seed, "transform": "RandomResizedCrop(scale=(0.5, 1), "
+                                      "bicubic) + RandomHorizontalFlip"})
+            if int(aug.dataset.attrs["seed"]) != request.aug_seed:
+                raise CacheError(f"{writer.path}: augmented views were made with seed {aug.dataset.attrs['seed']}, "
+                                 f"requested {request.aug_seed}; pass --force to rebuild")
+            for view in range(request.aug_views):
+                arrays.add(split, aug, None, (view,), view)
+    return arrays
+
+
+def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: Runtime, request: ExtractRequest,
+                meter: Throughput) -> list[str]:
+    skipped: list[str] = []
+    aug = augment_transform(loaded.image_size, loaded.mean, loaded.std)
+    for split, array, bad, lead, view in arrays.entries:
+        positions = writer.file[image(split, "positions")][()]
+        relpaths = [str(p) for p in writer.file[image(split, "paths")].asstr()[()][positions]]
+        transform = loaded.preprocess if view is None else aug
+        images = _Images(reader, relpaths, positions, transform, loaded.image_size,
+                         aug_seed=None if view is None else request.aug_seed, view=view or 0)
+        skipped += encode_images(loaded.model, images, array, runtime, lead_index=lead, bad=bad, progress=meter)
+    return skipped
+
+
+def _encode_prompts(writer, reader, loaded: LoadedModel, request: ExtractRequest, runtime: Runtime) -> None:
+    if runtime.shard[0] != 0:
+        return
+    for template_set in request.template_sets:
+        templates = templates_for(request.dataset, template_set)
+        prompts = format_prompts(templates, reader.classnames)
+        writer.put(text(template_set, "templates"), templates)
+        writer.put(text(template_set, "prompts"), np.array(prompts, dtype=object))
+        per_block = max(1, request.batch_size // max(1, len(templates)))
+        array = writer.array(text(template_set, "features"), (len(prompts), len(templates), _embed_dim(loaded)),
+                             "float32", block_rows=per_block)
+        encode_texts(loaded.model, loaded.tokenizer, prompts, array, runtime)
+
+
+def _embed_dim(loaded: LoadedModel) -> int:
+    projection = getattr(loaded.model, "text_projection", None)
+    if isinstance(projection, torch.Tensor):
+        return int(projection.shape[-1])
+    if isinstance(projection, torch.nn.Linear):
+        return int(projection.out_features)
+    with torch.inference_mode():
+        return int(loaded.model.encode_text(loaded.tokenizer(["a"]).to(next(loaded.model.parameters()).device)).shape[-1])

@@ -1,0 +1,97 @@
+"""``build_report``: run records in, tables (md/csv/json/tex), plots (png/svg) and an index out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from stages.errors import ReportError
+from stages.report.groups import Family, group_records
+from stages.report.index import write_index
+from stages.report.plot_common import have_matplotlib
+from stages.report.published import PublishedSeries, load_published
+from stages.report.records import RECORD_GLOB, load_records
+from stages.report.render import FORMATS, write_table
+from stages.report.table import Table
+from stages.report.tables_accuracy import compare_shots, compare_table, method_table
+from stages.report.tables_gap import gap_table
+from stages.report.tables_hparams import hparams_table
+from stages.report.tables_shift import shift_table
+
+
+def build_tables(families: list[Family], published: list[PublishedSeries]) -> list[Table]:
+    """Every table, family by family: per-method accuracy, side by side per shots, shift, gap, hyper-params."""
+    tables: list[Table] = []
+    for family in families:
+        tables += [method_table(g) for g in family.groups]
+        tables += [t for k in compare_shots(family) if (t := compare_table(family, k, published)) is not None]
+        tables += [t for t in (shift_table(family), gap_table(family)) if t is not None]
+        tables += [t for g in family.groups if (t := hparams_table(g)) is not None]
+    return tables
+
+
+def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(f.lower().lstrip(".") for f in formats))
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise ReportError(f"unknown table format {', '.join(map(repr, unknown))}: choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def _plots(families: list[Family], published: list[PublishedSeries], out_dir: Path,
+           warn: Callable[[str], None]) -> list[Path]:
+    from stages.report.plot_curves import accuracy_plots
+    from stages.report.plot_gap import gap_plots
+
+    paths: list[Path] = []
+    for family in families:
+        paths += accuracy_plots(family, published, out_dir)
+        for group in family.groups:
+            paths += gap_plots(group, out_dir, warn)
+    return paths
+
+
+def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: bool = True,
+                 published: bool = True, progress: Callable[[str], None] = print) -> dict[str, list[Path]]:
+    """Read every run record under ``runs_dir`` and write the report into ``out_dir``.
+
+    Invalid or duplicate records are skipped with a warning through ``progress``; no valid record at all
+    raises ReportError. Returns the written paths by kind: each table format, 'png', 'svg' and 'index'.
+    """
+    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
+    formats = _check_formats(formats)
+    if not runs_dir.is_dir():
+        raise ReportError(f"runs folder {runs_dir} does not exist: pass the RUNS folder that `pipeline fit` wrote")
+    records, skipped = load_records(runs_dir, progress)
+    if not records:
+        bad = f" ({len(skipped)} invalid, see the warnings above)" if skipped else ""
+        raise ReportError(f"no valid run records ({RECORD_GLOB}) under {runs_dir}{bad}: run `pipeline fit` "
+                          f"first or point the report at the folder it wrote")
+    families = group_records(records)
+    series = load_published() if published else []
+    written: dict[str, list[Path]] = {fmt: [] for fmt in formats} | {"png": [], "svg": [], "index": []}
+
+    tables = build_tables(families, series)
+    table_paths = []
+    for table in tables:
+        paths = write_table(table, out_dir / "tables", formats)
+        table_paths.append((table, paths))
+        for fmt, path in paths.items():
+            written[fmt].append(path)
+
+    plot_paths: list[Path] = []
+    plot_note = None
+    if plots and have_matplotlib():
+        plot_paths = _plots(families, series, out_dir / "plots", progress)
+    elif plots:
+        plot_note = "matplotlib is not installed: plots skipped (install the 'plots' extra); tables are complete"
+        progress(f"note: {plot_note}")
+    for path in plot_paths:
+        written[path.suffix.lstrip(".")].append(path)
+
+    index = write_index(out_dir, runs_dir, n_records=len(records), skipped=skipped, families=families,
+                        tables=table_paths, plots=plot_paths, plot_note=plot_note)
+    written["index"].append(index)
+    progress(f"report: {len(records)} records -> {len(tables)} tables, {len(written['png'])} plots; "
+             f"index {index}")
+    return written

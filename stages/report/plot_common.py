@@ -1,0 +1,39 @@
+"""Shared plotting helpers: figures through matplotlib's object API (Agg, no pyplot global state) and
+saving each figure as PNG and SVG. matplotlib is imported lazily: tables never need it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def have_matplotlib() -> bool:
+    """True when matplotlib can be imported (it is an optional dependency: extras 'plots')."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def new_figure(width: float, height: float, **kwargs: Any) -> Any:
+    """A matplotlib Figure with an Agg canvas, independent of any interactive backend."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), layout="constrained", **kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig: Any, stem: Path) -> list[Path]:
+    """Write ``stem``.png and ``stem``.svg (reproducible metadata); returns both paths."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png = stem.parent / f"{stem.name}.png"
+    svg = stem.parent / f"{stem.name}.svg"
+    from matplotlib import rc_context
+
+    fig.savefig(png, format="png", dpi=120, metadata={"Software": None})
+    with rc_context({"svg.fonttype": "none"}):  # keep titles as searchable, editable text
+        fig.savefig(svg, format="svg", metadata={"Date": None})
+    return [png, svg]

@@ -1,0 +1,150 @@
+"""Writing a Table as Markdown, CSV (tidy numbers), JSON (everything, per seed) and LaTeX (booktabs)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from stages.report.stats import Missing, Stat, Value
+from stages.report.table import Table, cell_text
+
+MISSING = "—"
+FORMATS = ("md", "csv", "json", "tex")
+
+
+def to_markdown(table: Table) -> str:
+    """A '###' title, a pipe table, footnotes for missing cells, then the notes."""
+    marks = table.footnotes()
+
+    def esc(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = [f"### {esc(table.title)}", ""]
+    lines.append("| " + " | ".join(esc(c.name) for c in table.columns) + " |")
+    lines.append("|" + "|".join(":---" if c.kind == "text" else "---:" for c in table.columns) + "|")
+    for i, row in enumerate(table.rows):
+        texts = []
+        for j, (cell, col) in enumerate(zip(row, table.columns)):
+            text = cell_text(cell, col)
+            if text is None:
+                text = MISSING + (f"[{marks[(i, j)][0]}]" if (i, j) in marks else "")
+            texts.append(esc(text))
+        lines.append("| " + " | ".join(texts) + " |")
+    footer = [f"[{n}] {esc(text)}" for n, text in sorted(marks.values())] + [esc(n) for n in table.notes]
+    if footer:
+        lines.append("")
+        lines.extend(f"- {line}" for line in footer)
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(table: Table) -> str:
+    """Numbers only: a 'stat' column becomes '<name> mean' and '<name> std'; missing cells are empty."""
+    header: list[str] = []
+    for col in table.columns:
+        header += [f"{col.name} mean", f"{col.name} std"] if col.kind == "stat" else [col.name]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for row in table.rows:
+        fields: list[Any] = []
+        for cell, col in zip(row, table.columns):
+            if col.kind == "stat":
+                complete = isinstance(cell, Stat) and cell.complete
+                fields += [repr(round(cell.mean, 6)), repr(round(cell.std, 6))] if complete else ["", ""]
+            elif isinstance(cell, Value):
+                fields.append(repr(cell.value))
+            else:
+                fields.append("" if cell is None or isinstance(cell, (Missing, Stat)) else str(cell))
+        writer.writerow(fields)
+    return out.getvalue()
+
+
+def _cell_json(cell: Any) -> Any:
+    if isinstance(cell, Stat):
+        return {"mean": cell.mean, "std": cell.std, "n": len(cell.values), "complete": cell.complete,
+                "seeds": list(cell.seeds), "expected_seeds": list(cell.expected),
+                "values": {str(s): cell.values[s] for s in cell.seeds}}
+    if isinstance(cell, Value):
+        return {"value": cell.value}
+    if isinstance(cell, Missing):
+        return {"missing": cell.note}
+    return cell
+
+
+def to_json(table: Table) -> str:
+    """The table with every cell's per-seed values; incomplete cells keep their values but no mean."""
+    marks = table.footnotes()
+    rows = []
+    for i, row in enumerate(table.rows):
+        entry = {}
+        for j, (cell, col) in enumerate(zip(row, table.columns)):
+            value = _cell_json(cell)
+            if (i, j) in marks and isinstance(value, dict):
+                value = {**value, "note": marks[(i, j)][1]}
+            entry[col.name] = value
+        rows.append(entry)
+    doc = {"name": table.name, "title": table.title, "meta": table.meta,
+           "columns": [{"name": c.name, "kind": c.kind} for c in table.columns], "rows": rows,
+           "notes": [text for _, text in sorted(marks.values())] + list(table.notes)}
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
+          "—": "---", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$"}
+
+
+def latex_escape(text: str) -> str:
+    """Text safe in a LaTeX table: specials escaped, '±' as '$\\pm$', dashes as TeX dashes."""
+    return "".join(_LATEX.get(ch, ch) for ch in text)
+
+
+def to_latex(table: Table) -> str:
+    """A booktabs ``table`` float with caption and label; footnotes and notes under the tabular."""
+    marks = table.footnotes()
+    spec = "".join("l" if c.kind == "text" else "r" for c in table.columns)
+    label = re.sub(r"[^A-Za-z0-9:.-]+", "-", table.name)
+    lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[htbp]", r"\centering",
+             rf"\caption{{{latex_escape(table.title)}}}", rf"\label{{tab:{label}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(latex_escape(c.name) for c in table.columns) + r" \\", r"\midrule"]
+    for i, row in enumerate(table.rows):
+        if i in table.rule_before and i > 0:
+            lines.append(r"\midrule")
+        texts = []
+        for j, (cell, col) in enumerate(zip(row, table.columns)):
+            text = cell_text(cell, col)
+            if text is None:
+                mark = rf"\textsuperscript{{{marks[(i, j)][0]}}}" if (i, j) in marks else ""
+                texts.append("---" + mark)
+            else:
+                texts.append(latex_escape(text))
+        lines.append(" & ".join(texts) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    footer = [rf"\textsuperscript{{{n}}}~{latex_escape(text)}" for n, text in sorted(marks.values())]
+    footer += [latex_escape(n) for n in table.notes]
+    if footer:
+        lines += [r"\par\smallskip", r"{\footnotesize"]
+        lines += [line + r"\par" for line in footer]
+        lines.append("}")
+    lines.append(r"\end{table}")
+    return "\n".join(lines) + "\n"
+
+
+RENDERERS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json,
+                                                "tex": to_latex}
+
+
+def write_table(table: Table, directory: Path, formats: tuple[str, ...]) -> dict[str, Path]:
+    """Write ``<directory>/<table.name>.<fmt>`` for each format; returns format -> path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for fmt in formats:
+        path = directory / f"{table.name}.{fmt}"
+        path.write_text(RENDERERS[fmt](table), encoding="utf-8")
+        written[fmt] = path
+    return written

@@ -1,0 +1,1 @@
+"""Tests of stage three: tables and plots from run records."""
