@@ -13,7 +13,10 @@ from pipeline.commands import COMMANDS
 
 
 class _Group(click.Group):
-    """Turns user errors into one red line and exit code 1 instead of a traceback."""
+    """Lists commands in pipeline order; turns user errors into one red line and exit code 1."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
     def invoke(self, ctx: click.Context):
         try:

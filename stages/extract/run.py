@@ -62,11 +62,19 @@ class ExtractRequest:
 
     def target(self) -> Path:
         """The cache file for this dataset x model x weights."""
-        weights = self.pretrained or "none"
-        if Path(weights).expanduser().is_file():
-            weights = Path(weights).stem
-        model = Path(self.model).stem if self.model.endswith(".json") else self.model
-        return cache_path(self.cache_dir, self.dataset, model, weights)
+        return cache_file(self.cache_dir, self.dataset, self.model, self.pretrained)
+
+
+def cache_file(cache_dir: Path, dataset: str, model: str, pretrained: str | None) -> Path:
+    """Where the cache of ``dataset`` encoded by ``model`` with ``pretrained`` weights lives.
+
+    A weights file is named by its stem, a model config JSON by its stem; tags and ids as given.
+    """
+    weights = pretrained or "none"
+    if Path(weights).expanduser().is_file():
+        weights = Path(weights).stem
+    model = Path(model).stem if model.endswith(".json") else model
+    return cache_path(cache_dir, dataset, model, weights)
 
 
 @dataclass
@@ -97,7 +105,8 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
 
     attrs = {"dataset": request.dataset, "model": loaded.name, "weights": loaded.weights,
              "random_weights": loaded.random_weights, "logit_scale": loaded.logit_scale,
-             "argv": request.argv or " ".join(sys.argv)}
+             "argv": request.argv or " ".join(sys.argv), "model_arg": request.model,
+             "pretrained_arg": request.pretrained or "none", "weights_tag": request.weights_tag or ""}
     rank, world = runtime.shard
     target = path if world == 1 else part_path(path, rank, world)
     with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:

@@ -47,7 +47,8 @@ def test_imagenet_skips_hidden_and_non_image_files(mini):
 def test_imagenet_missing_classnames_txt(mini):
     folder = mini.imagenet()
     (folder / "classnames.txt").unlink()
-    with pytest.raises(DatasetError, match=f"class list missing: {folder / 'classnames.txt'} — download classnames.txt"):
+    expected = f"class list missing: {folder / 'classnames.txt'} — download classnames.txt"
+    with pytest.raises(DatasetError, match=expected):
         open_dataset("imagenet", mini.data)
 
 

@@ -30,8 +30,9 @@ class ShiftLayout(NamedTuple):
 
 
 SHIFT_LAYOUTS: dict[str, ShiftLayout] = {
-    "imagenet_v2": ShiftLayout("imagenetv2", "imagenetv2-matched-frequency-format-val",
-                               "ImageNetV2-matched-frequency.tar.gz from https://huggingface.co/datasets/vaishaal/ImageNetV2"),
+    "imagenet_v2": ShiftLayout(
+        "imagenetv2", "imagenetv2-matched-frequency-format-val",
+        "ImageNetV2-matched-frequency.tar.gz from https://huggingface.co/datasets/vaishaal/ImageNetV2"),
     "imagenet_sketch": ShiftLayout("imagenet-sketch", "images",
                                    "ImageNet-Sketch from https://github.com/HaohanWang/ImageNet-Sketch"),
     "imagenet_a": ShiftLayout("imagenet-adversarial", "imagenet-a",

@@ -17,7 +17,8 @@ from stages.extract.datasets.base import Item, readable
 SPLIT_ORDER = ("train", "val", "test")
 
 
-def read_split_json(key: str, path: Path, required: tuple[str, ...] = SPLIT_ORDER) -> tuple[list[str], dict[str, list[Item]]]:
+def read_split_json(key: str, path: Path,
+                    required: tuple[str, ...] = SPLIT_ORDER) -> tuple[list[str], dict[str, list[Item]]]:
     """(class names, {split: items}) from the split file at ``path``, splits in train/val/test order."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,85 @@
+"""CoOp's few-shot sampler, reproduced exactly so that our subsets equal the published ones.
+
+CoOp (Dassl ``generate_fewshot_dataset``): ``random.seed(seed)``; group the positions of the train list by
+label in first-seen order; per label ``random.sample(positions, K)`` when the label has at least K items,
+else keep them all; then the val list the same way with ``min(K, 4)`` shots, continuing the random state.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import DatasetError, FitError
+
+SAMPLER = "coop"
+VAL_SHOTS_CAP = 4
+
+
+def _group_by_label(labels: Sequence[int]) -> dict[int, list[int]]:
+    """Positions of each label, labels in first-seen order (a dict keeps insertion order)."""
+    groups: dict[int, list[int]] = {}
+    for position, label in enumerate(labels):
+        groups.setdefault(int(label), []).append(position)
+    return groups
+
+
+def _sample_per_label(rng: random.Random, labels: Sequence[int], shots: int) -> list[int]:
+    """One pass of CoOp's per-label draw with the given random state."""
+    chosen: list[int] = []
+    for positions in _group_by_label(labels).values():
+        chosen.extend(rng.sample(positions, shots) if len(positions) >= shots else positions)
+    return chosen
+
+
+def coop_sample(train_labels: Sequence[int], val_labels: Sequence[int], shots: int,
+                seed: int) -> dict[str, list[int]]:
+    """Few-shot train/val positions exactly as CoOp draws them for ``shots`` and ``seed``.
+
+    Uses a private ``random.Random(seed)``, which yields the same sequence as ``random.seed(seed)``
+    followed by module-level calls, without touching the global state.
+    """
+    if shots < 1:
+        raise FitError(f"shots must be >= 1, got {shots}; use one of 1, 2, 4, 8, 16")
+    rng = random.Random(seed)
+    train = _sample_per_label(rng, list(train_labels), shots)
+    val = _sample_per_label(rng, list(val_labels), min(shots, VAL_SHOTS_CAP))
+    return {"train": train, "val": val}
+
+
+def read_split_labels(split_json: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(train_labels, val_labels) of a CoOp split file ``{"train": [[path, label, classname], ...], ...}``."""
+    path = Path(split_json)
+    if not path.is_file():
+        raise DatasetError(f"split file {path} not found; download the CoOp split file into that folder")
+    try:
+        split = json.loads(path.read_text())
+        return tuple(np.array([int(item[1]) for item in split[name]], dtype=np.int64)  # type: ignore[return-value]
+                     for name in ("train", "val"))
+    except (ValueError, KeyError, IndexError, TypeError) as err:
+        raise DatasetError(f"split file {path} is not a CoOp split ({err!r}); "
+                           f"expected {{'train': [[path, label, classname], ...], 'val': [...]}}") from None
+
+
+def subset_name(shots: int, seed: int) -> str:
+    """File name of one subset: ``shots{K}_seed{S}.json``."""
+    return f"shots{shots}_seed{seed}.json"
+
+
+def write_subsets(train_labels: Sequence[int], val_labels: Sequence[int], shots: Sequence[int],
+                  seeds: Sequence[int], out_dir: Path) -> list[Path]:
+    """Write one CoOp subset file per (shots, seed) so that others (and ``fit_runs``) reuse the exact positions."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for k in shots:
+        for s in seeds:
+            subset = coop_sample(train_labels, val_labels, int(k), int(s))
+            path = out / subset_name(int(k), int(s))
+            path.write_text(json.dumps({**subset, "shots": int(k), "seed": int(s), "sampler": SAMPLER}))
+            written.append(path)
+    return written
