@@ -94,6 +94,13 @@ class FeatureCache(CacheReader):
             stored = stored[self.read(image(split, "bad")) == 0]
         return stored
 
+    def bad_positions(self, split: str) -> np.ndarray:
+        """Positions (into the split list) whose image could not be decoded and was skipped."""
+        if image(split, "bad") not in self:
+            return np.zeros(0, dtype=np.int64)
+        stored = self.read(image(split, "positions")).astype(np.int64)
+        return stored[self.read(image(split, "bad")) == 1]
+
     def skipped_paths(self, split: str) -> list[str]:
         """Paths of images that could not be decoded and were skipped."""
         if image(split, "bad") not in self:
@@ -126,7 +133,7 @@ class FeatureCache(CacheReader):
         if len(missing):
             raise CacheError(
                 f"{self.path}: {len(missing)} requested {split} position(s) are not encoded (e.g. {int(missing[0])}); "
-                "extract them (pipeline extract --shots/--seeds for these subsets) or use another subset"
+                "extract them (pipeline extract --subset-shots/--subset-seeds for these subsets) or use another subset"
             )
         if image(split, "bad") in self:
             bad = self.read(image(split, "bad"))[rows] == 1

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
 
-from cache.errors import UserError
+from cache.errors import CacheWriteError, UserError
 from pipeline import __version__
 from pipeline.commands import COMMANDS
 
@@ -23,6 +24,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(1)
             sys.exit(1)
 
 
@@ -38,10 +43,14 @@ def cli(verbose: int, quiet: bool) -> None:
     2. pipeline fit       train CMM and baselines on the cached features, per shots and seed
     3. pipeline report    turn run records into tables and plots
     """
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
+    ours = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    # third-party loggers (open_clip logs to the root logger) speak only with -v
+    others = logging.WARNING if quiet or not verbose else ours
+    logging.basicConfig(level=others, format="%(levelname)s %(name)s: %(message)s", force=True)
+    for name in ("pipeline", "stages", "cache"):
+        logging.getLogger(name).setLevel(ours)
     for noisy in ("PIL", "matplotlib", "h5py", "urllib3", "huggingface_hub", "filelock"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+        logging.getLogger(noisy).setLevel(max(others, logging.WARNING))
 
 
 for command in COMMANDS:

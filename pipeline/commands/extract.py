@@ -13,14 +13,33 @@ from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
 
 
+def _dataset_key(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from stages.extract.datasets import DATASETS
+
+    if value not in DATASETS:
+        raise click.BadParameter(f"unknown dataset '{value}' (choose from {', '.join(DATASETS)})")
+    return value
+
+
+def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from stages.errors import ModelError
+    from stages.extract.models import check_model_name
+
+    try:
+        check_model_name(value)
+    except ModelError as err:
+        raise click.BadParameter(str(err)) from None
+    return value
+
+
 @click.command()
-@click.option("--dataset", default=DEFAULT_DATASET, show_default=True,
+@click.option("--dataset", default=DEFAULT_DATASET, show_default=True, callback=_dataset_key,
               help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
               help=f"Folder holding the datasets (CoOp's DATA layout) [env {DATA_ROOT_ENV}].")
 @click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path),
               help="For --dataset folder: a split JSON in CoOp's format.")
-@click.option("--model", default=DEFAULT_MODEL, show_default=True,
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, callback=_model_name,
               help="open_clip model name, hf-hub:org/repo, local-dir:/path, or a model config .json.")
 @click.option("--pretrained", default=DEFAULT_WEIGHTS, show_default=True,
               help="Pretrained tag, a checkpoint file, or 'none' (random weights, flagged everywhere).")

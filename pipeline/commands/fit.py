@@ -8,16 +8,9 @@ import click
 
 from pipeline.options import name_list, positive_int_list
 from pipeline.settings import CACHE_DIR_ENV, RUNS_DIR_ENV, default_cache_dir, default_runs_dir
+from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
 
-METHODS = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "lp_pp", "clap")
-DEFAULT_METHODS = "cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f"
-ABLATIONS = {
-    "no_triplet": "CMM without the triplet loss (lambda = 0)",
-    "frozen_prototypes": "CMM with the text prototypes frozen at T0",
-    "no_fusion": "CMM logits only, no zero-shot fusion",
-    "plain_map": "v' = vW with W = I instead of the residual map",
-    "bias": "add a bias to the map",
-}
+DEFAULT_METHODS = ",".join(DEFAULT)
 
 
 def cache_options(command):
@@ -54,7 +47,7 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
 @click.option("--seeds", default="1,2,3", show_default=True, callback=positive_int_list,
               help="Sampling seeds (comma-separated).")
 @click.option("--method", "methods", default=DEFAULT_METHODS, show_default=True, callback=name_list,
-              help=f"Methods (comma-separated): {', '.join(METHODS)}.")
+              help=f"Methods (comma-separated): {', '.join(METHODS)}, and lp_pp, clap where installed.")
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
 @click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,
@@ -65,19 +58,22 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
               help="Folder of subset files (shots{K}_seed{S}.json, from pipeline subsets) to use instead of sampling.")
 @click.option("--eval-on", "eval_on", callback=name_list,
               help="Also score on these datasets' caches (same model), e.g. imagenet_v2,imagenet_sketch,imagenet_a,imagenet_r.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device for training (cpu, cuda).")
 @click.option("--force", is_flag=True, help="Refit and overwrite existing records.")
 def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seeds, methods, template_set, train_views,
-        ablations, subsets_dir, eval_on, force) -> None:
+        ablations, subsets_dir, eval_on, device, force) -> None:
     """Fit CMM and baselines on cached features for every shots x seed; one JSON record per fit.
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
     read only for the final score. Existing records are skipped unless --force.
     """
+    from stages.fit.methods import available_methods
     from stages.fit.run import fit_runs
 
-    unknown = [m for m in methods if m not in METHODS]
+    known = available_methods()
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise click.BadParameter(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})",
+        raise click.BadParameter(f"unknown method '{unknown[0]}' (choose from {', '.join(known)})",
                                  param_hint="--method")
     if ablations and "cmm" not in methods:
         raise click.UsageError("--ablation applies to CMM: add cmm to --method")
@@ -86,5 +82,5 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
                        template_set=template_set, train_views=train_views,
                        ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, progress=click.echo)
+                       eval_sources=eval_sources, force=force, device=device, progress=click.echo)
     click.echo(f"{len(written)} run record(s) under {runs_dir}")

@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import logging
 import os
+import pickle
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +85,9 @@ def load_model(
             name, pretrained=None if schema else pretrained, device=device, **kwargs
         )
         tokenizer = open_clip.get_tokenizer(name)
+    except pickle.UnpicklingError:  # torch's weights-only loader met pickled code: never run it
+        raise ModelError(f"refusing {pretrained}: it holds pickled Python objects, not just tensors, and is loaded "
+                         "with torch's weights-only loader; re-save it as a plain state_dict or .safetensors") from None
     except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {model_name} with weights {weights}: {first[:300]}") from None
@@ -103,6 +107,12 @@ def load_model(
     }
     return LoadedModel(model, preprocess, tokenizer, name, weights, weights == "none", logit_scale, size, mean, std,
                        key_fields)
+
+
+def check_model_name(model_name: str) -> None:
+    """Raise ModelError (with suggestions) unless ``model_name`` is something open_clip can build."""
+    if not model_name.endswith(".json") and not model_name.startswith(("hf-hub:", "local-dir:")):
+        _register_config(model_name)
 
 
 def _register_config(model_name: str) -> tuple[str, Path | None]:

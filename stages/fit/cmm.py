@@ -9,18 +9,26 @@ prototype, d the Euclidean distance between unit vectors. See docs method.md.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
 from stages.errors import FitError
+from stages.fit.baselines.common import cpu_threads_for
 from stages.fit.features import class_prototypes, l2_normalize
 
 MAPS = ("residual", "plain")
+
+# What ``pipeline fit`` searches on the few-shot val split, on top of the checkpoint (every ``eval_every``
+# steps, step 0 = zero-shot) and the fusion weight alpha (re-searched after training: the logits decompose).
+DEFAULT_GRID: dict[str, list] = {"lr": [5e-4, 2e-3]}
+HYPERPARAMETERS = ("lr", "lambda_tri", "margin", "train_prototypes", "weight_decay", "batch_size", "steps",
+                   "map", "bias", "fusion")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -63,6 +71,8 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
     fusion : False uses l_cmm alone (ablation).
     weight_decay : decoupled decay of W (towards the identity map for "residual") and of the bias.
     eval_every : steps between validation checkpoints when validation data are given.
+    grid : optional {parameter: [values]} searched on the validation data (one fit per combination, the
+        best by validation accuracy, ties to the lower cross-entropy); ignored without validation data.
     random_state : seeds the batch order (torch.Generator; no global state is touched).
     device : torch device for training ("cpu" or "cuda").
 
@@ -76,8 +86,8 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
                  margin: float = 0.1, alpha: float = 1.0,
                  alpha_grid: Sequence[float] | None = (0.25, 0.5, 1.0, 2.0, 4.0),
                  train_prototypes: bool = True, map: str = "residual", bias: bool = False, fusion: bool = True,
-                 weight_decay: float = 1e-2, eval_every: int = 10, random_state: int = 0,
-                 device: str = "cpu") -> None:
+                 weight_decay: float = 1e-2, eval_every: int = 20, grid: Mapping[str, Sequence] | None = None,
+                 random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
         self.lr = lr
@@ -94,6 +104,7 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         self.fusion = fusion
         self.weight_decay = weight_decay
         self.eval_every = eval_every
+        self.grid = grid
         self.random_state = random_state
         self.device = device
 
@@ -110,11 +121,53 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
             raise FitError(f"labels must be class indices in [0, {len(T0)}) with one per feature row")
         return T0
 
-    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
-            y_val: np.ndarray | None = None) -> CMMClassifier:
-        """Train W (and T) on raw features ``X`` with labels ``y``; select step and alpha on (X_val, y_val)."""
+    def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
+            X_aug: np.ndarray | None = None) -> CMMClassifier:
+        """Train W (and T) on raw features ``X`` (plus augmented views ``X_aug`` (V, n, D), as extra rows)
+        with labels ``y``; choose the grid point, the step and alpha on (X_val, y_val), never on test."""
         X = np.asarray(X, dtype=np.float32)
         y = np.asarray(y, dtype=np.int64)
+        if X_aug is not None:
+            X_aug = np.asarray(X_aug, dtype=np.float32)
+            if X_aug.ndim != 3 or X_aug.shape[1:] != X.shape:
+                raise FitError(f"augmented views have shape {X_aug.shape}, expected (V, {X.shape[0]}, {X.shape[1]})")
+            X, y = np.concatenate([X, X_aug.reshape(-1, X.shape[1])]), np.concatenate([y] * (1 + len(X_aug)))
+        have_val = X_val is not None and y_val is not None and len(y_val) > 0
+        if self.grid and have_val:
+            return self._fit_grid(X, y, X_val, y_val)
+        with self._threads(X):
+            self._fit_one(X, y, X_val if have_val else None, y_val if have_val else None)
+        self.search_ = ({"grid": {"alpha": self._alphas(True), "step": [s for s, _ in self.val_curve_]},
+                         "selected_on": "val"} if have_val else {})
+        return self
+
+    def _fit_grid(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> CMMClassifier:
+        """One fit per grid point; keep the best on val (accuracy, then lower cross-entropy)."""
+        best, best_score = None, None
+        for point in ParameterGrid({k: list(v) for k, v in self.grid.items()}):
+            candidate = clone(self).set_params(grid=None, **point)
+            with self._threads(X):
+                candidate._fit_one(X, y, X_val, y_val)
+            if best_score is None or candidate.val_score_ > best_score:
+                best, best_score = candidate, candidate.val_score_
+        for name, value in vars(best).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        grid = {k: list(v) for k, v in self.grid.items()}
+        grid.update({"alpha": self._alphas(True), "step": [s for s, _ in best.val_curve_]})
+        self.search_ = {"grid": grid, "selected_on": "val"}
+        return self
+
+    def _threads(self, X: np.ndarray):
+        """One torch thread for small problems (thread wake-ups cost more than the maths), all for large ones."""
+        dim = X.shape[1]
+        n_classes = np.asarray(self.prototypes).shape[0]
+        per_step = min(len(X), int(self.batch_size)) * dim * (dim + n_classes)
+        return cpu_threads_for(20 * per_step, self.device)
+
+    def _fit_one(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
+                 y_val: np.ndarray | None) -> None:
+        """Train with this estimator's own parameters; select the checkpoint and alpha on val when given."""
         T0 = self._check_params(X, y)
         dev = torch.device(self.device)
         residual = self.map == "residual"
@@ -178,17 +231,20 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
             self.best_step_ = int(self.steps)
             W_, T_, b_ = W.detach(), T.detach(), (None if b is None else b.detach())
             self.val_top1_ = None
+            self.val_score_ = None
         else:
-            (acc, _neg_ce, alpha), self.best_step_, W_, T_, b_ = best
+            (acc, neg_ce, alpha), self.best_step_, W_, T_, b_ = best
             self.alpha_, self.val_top1_ = float(alpha), float(acc)
+            self.val_score_ = [float(acc), float(neg_ce)]
         self.W_ = W_.cpu().numpy()
         self.prototypes_ = _unit(T_).cpu().numpy()
         self.zs_prototypes_ = T0
         self.bias_ = None if b_ is None else b_.cpu().numpy()
-        self.val_curve_ = curve
+        self.val_curve_ = [[int(step), float(acc)] for step, acc in curve]
         self.classes_ = np.arange(len(T0))
         self.n_features_in_ = dim
-        return self
+        chosen = {name: getattr(self, name) for name in HYPERPARAMETERS}
+        self.hyperparameters_ = {**chosen, "steps": self.best_step_, "alpha": self.alpha_}
 
     def _alphas(self, have_val: bool) -> list[float]:
         if not self.fusion:

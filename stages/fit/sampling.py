@@ -83,3 +83,25 @@ def write_subsets(train_labels: Sequence[int], val_labels: Sequence[int], shots:
             path.write_text(json.dumps({**subset, "shots": int(k), "seed": int(s), "sampler": SAMPLER}))
             written.append(path)
     return written
+
+
+def read_subset(path: Path, n_train: int, n_val: int) -> dict[str, list[int]]:
+    """A subset file ``{"train": [...], "val": [...]}`` (positions), checked against the split sizes."""
+    path = Path(path)
+    if not path.is_file():
+        raise FitError(f"subset file {path} not found; write it with pipeline subsets --out {path.parent}")
+    try:
+        subset = json.loads(path.read_text())
+        out = {split: [int(p) for p in subset[split]] for split in ("train", "val")}
+    except (ValueError, KeyError, TypeError) as err:
+        raise FitError(f"{path} is not a subset file ({err!r}); expected {{'train': [positions], 'val': [positions]}}") from None
+    for split, size in (("train", n_train), ("val", n_val)):
+        bad = [p for p in out[split] if not 0 <= p < size]
+        if bad:
+            raise FitError(f"{path}: {split} position {bad[0]} is outside the split list (0..{size - 1}); "
+                           "the subset was made for another split file")
+        if len(set(out[split])) != len(out[split]):
+            raise FitError(f"{path}: {split} positions repeat; a subset lists each item once")
+    if not out["train"]:
+        raise FitError(f"{path}: the train subset is empty")
+    return out

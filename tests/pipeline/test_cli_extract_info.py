@@ -53,7 +53,7 @@ def test_unknown_model_is_a_one_line_error(coop_dataset, tmp_path):
     args = extract_args(coop_dataset, tmp_path)
     args[args.index("--model") + 1] = "ViT-Nope-99"
     result = CliRunner().invoke(cli, args)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "unknown open_clip model 'ViT-Nope-99'" in result.output
     assert not list(tmp_path.glob("folder/*"))
 

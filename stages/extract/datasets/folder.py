@@ -1,14 +1,16 @@
 """A user's own image folder, or a user's split file in CoOp's JSON format.
 
 Layouts, tried in this order (``root`` is the folder itself):
-1. ``split_file=`` given: a CoOp-format JSON (absolute, or relative to ``root``); its paths resolve
-   against ``root`` and its splits are the keys it has (train/val/test);
+1. ``split_file=`` given: a CoOp-format JSON (absolute, or relative to ``root``, not to the working
+   directory); its paths resolve against ``root``, its splits are the keys it has (any of train/val/test)
+   and its class names are its own (see ``split_json``);
 2. ``root/train``, ``root/val`` and/or ``root/test`` exist: each is ``<split>/<class>/<image>``; classes
    are the sorted union of class folder names over the splits, and the splits those present;
 3. otherwise ``root/<class>/<image>``, split per class with the files sorted by name and position ``i``
    going to ``FLAT_PATTERN[i % 10]`` (T train, E test, V val): 50% train, 20% val, 30% test, and a
    class of three or more images has at least one image in each split.
-Class names are the folder names with underscores as spaces.
+In layouts 2 and 3, class names are the folder names with underscores as spaces, and files are listed
+as ``folders`` lists them (sorted by name; hidden and non-image files skipped).
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Structural problems (not JSON, wrong shapes or types) are raised here with the file named; problems
 with values (paths, label ranges, names that disagree, duplicates) are left to ``validate``, which
-counts them all. Class names follow CoOp: they are defined by the first split in the file (train),
-label ``k`` naming class ``k``; every label ``0..C-1`` must occur there.
+counts them all. Class names follow CoOp: they are defined by the first split present in train/val/test
+order (train, in CoOp's files), label ``k`` named by its first item there; every label ``0..C-1`` must occur there.
 """
 
 from __future__ import annotations

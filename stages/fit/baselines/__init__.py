@@ -1,0 +1,7 @@
+"""Baselines users compare CMM with, as scikit-learn estimators on cached CLIP features."""
+
+from stages.fit.baselines.linear_probe import LinearProbeClassifier
+from stages.fit.baselines.tip_adapter import TipAdapterClassifier, TipAdapterFClassifier
+from stages.fit.baselines.zero_shot import ZeroShotClassifier
+
+__all__ = ["LinearProbeClassifier", "TipAdapterClassifier", "TipAdapterFClassifier", "ZeroShotClassifier"]

@@ -1,0 +1,250 @@
+"""Stage two's loop: for every shots x seed x method, sample, fit on train (select on val), score on test.
+
+The test split is read only after a run's estimator is fitted, for its final score; nothing is chosen on it.
+Each run writes ``RUNS/<dataset>/<model>__<weights>/<method_label>/shots<K>_seed<S>.json`` (docs/records.md)
+and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same cache are skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from stages.errors import FitError
+from stages.fit.gap import gap_metrics, joint_projection
+from stages.fit.features import class_prototypes, l2_normalize
+from stages.fit.methods import make_estimator, method_label
+from stages.fit.persist import save_fitted
+from stages.fit.sampling import coop_sample, read_subset, subset_name
+
+SCHEMA = "cmm-run/1"
+TRAIN_VIEWS = ("plain", "aug")
+
+
+@dataclass
+class FewShot:
+    """The few-shot train and val data of one (shots, seed): positions into the split lists and features."""
+
+    train: np.ndarray
+    val: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_aug: np.ndarray | None
+    source: str
+    dropped: list[str]
+
+
+def usable_positions(source, split: str) -> np.ndarray:
+    """Positions of the split that have a feature (all of them for sources without a notion of skipping)."""
+    if hasattr(source, "positions"):
+        return np.asarray(source.positions(split), dtype=np.int64)
+    return np.arange(len(source.split_labels(split)), dtype=np.int64)
+
+
+def few_shot(source, shots: int, seed: int, train_views: str, subsets_dir: Path | None) -> FewShot:
+    """Sample (CoOp) or read the subset, then read its train and val features (never test)."""
+    train_labels, val_labels = source.split_labels("train"), _val_labels(source)
+    if subsets_dir is not None:
+        subset = read_subset(Path(subsets_dir) / subset_name(shots, seed), len(train_labels), len(val_labels))
+        origin = f"file:{subset_name(shots, seed)}"
+    else:
+        subset, origin = coop_sample(train_labels, val_labels, shots, seed), "coop"
+    chosen, dropped = {}, []
+    for split in ("train", "val"):
+        wanted = np.asarray(subset[split], dtype=np.int64)
+        unreadable = np.isin(wanted, bad_positions(source, split))
+        dropped += [f"{split}:{int(p)}" for p in wanted[unreadable]]
+        chosen[split] = wanted[~unreadable]
+    train, val = chosen["train"], chosen["val"]
+    X_aug = None
+    if train_views == "aug":
+        X_aug = source.aug_features(train)
+        if X_aug is None:
+            raise FitError(f"{source.dataset}: --train-views aug needs augmented views in the cache; "
+                           "extract them with pipeline extract --aug-views 10")
+    return FewShot(train=train, val=val, X=source.features("train", train), y=train_labels[train],
+                   X_val=source.features("val", val), y_val=val_labels[val], X_aug=X_aug, source=origin,
+                   dropped=dropped)
+
+
+def bad_positions(source, split: str) -> np.ndarray:
+    """Positions skipped as unreadable at extraction (``--skip-bad``); CoOp's draw keeps them, we drop them."""
+    if hasattr(source, "bad_positions"):
+        return np.asarray(source.bad_positions(split), dtype=np.int64)
+    return np.zeros(0, dtype=np.int64)
+
+
+def _val_labels(source) -> np.ndarray:
+    try:
+        return source.split_labels("val")
+    except Exception as err:  # noqa: BLE001 - the source names what is missing
+        raise FitError(f"{source.dataset} has no val split to select hyper-parameters on ({err}); "
+                       "extract it (pipeline extract --splits train,val,test)") from None
+
+
+class TestSplit:
+    """Test features, read on first use (after the first fit), then kept for the remaining runs."""
+
+    def __init__(self, source) -> None:
+        self.source = source
+        self._data: tuple[np.ndarray, np.ndarray] | None = None
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._data is None:
+            positions = usable_positions(self.source, "test")
+            labels = self.source.split_labels("test")[positions]
+            self._data = (self.source.features("test", positions), labels)
+        return self._data
+
+
+def shift_top1(estimator, base_classes: int, shifted) -> float:
+    """Top-1 on another dataset's test split; a 200-class subset (ImageNet-A/R) scores only its classes."""
+    X, y = TestSplit(shifted).get()
+    logits = estimator.decision_function(X)
+    parents = shifted.parent_class_ids
+    if parents is not None:
+        parents = np.asarray(parents, dtype=np.int64)
+        return float((parents[logits[:, parents].argmax(1)] == parents[y]).mean() * 100.0)
+    if len(shifted.classes) != base_classes:
+        raise FitError(f"{shifted.dataset} has {len(shifted.classes)} classes and no mapping onto the "
+                       f"{base_classes} classes the model was fitted on")
+    return float((logits.argmax(1) == y).mean() * 100.0)
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a result depends on (read from metadata: no heavy imports)."""
+    out = {}
+    for key, dist in (("pipeline", "cmm-pipeline"), ("torch", "torch"), ("open_clip", "open_clip_torch"),
+                      ("numpy", "numpy"), ("sklearn", "scikit-learn"), ("h5py", "h5py")):
+        try:
+            out[key] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[key] = "not installed"
+    return out
+
+
+def _write_json(path: Path, record: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, allow_nan=False))
+    os.replace(tmp, path)
+
+
+def _existing(path: Path, key: str) -> bool:
+    """A record for this run exists and was fitted on the same cache content."""
+    try:
+        record = json.loads(path.read_text())
+        return record.get("schema") == SCHEMA and record["cache"]["key"] == key and path.with_suffix(".npz").is_file()
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int], runs_dir: Path,
+             template_set: str = "coop", train_views: str = "plain", ablation: dict[str, bool] | None = None,
+             subsets_dir: Path | None = None, eval_sources: dict | None = None, force: bool = False,
+             device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
+    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
+    if train_views not in TRAIN_VIEWS:
+        raise FitError(f"train views must be one of {', '.join(TRAIN_VIEWS)}, got {train_views!r}")
+    info = source.describe()
+    key = info["cache"]["key"]
+    text = source.text_features(template_set)
+    classes = list(source.classes)
+    if text.shape[0] != len(classes):
+        raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
+    folder = Path(runs_dir) / source.dataset / f"{info['model']}__{_safe(info['weights'])}"
+    test = TestSplit(source)
+    written: list[Path] = []
+    plan = [(m, k, s) for k in shots for s in seeds for m in methods]
+    for index, (method, k, seed) in enumerate(plan, 1):
+        label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
+        path = folder / label / f"shots{k}_seed{seed}.json"
+        tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
+        if not force and _existing(path, key):
+            progress(f"{tag}: exists, skipped ({path})")
+            written.append(path)
+            continue
+        data = few_shot(source, int(k), int(seed), train_views, subsets_dir)
+        short = short_classes(data.y, len(classes), int(k))
+        if short:
+            progress(f"{tag}: {len(short)} class(es) have fewer than {k} train images (e.g. "
+                     f"{classes[short[0]]!r}); as CoOp does, all of their images are used")
+        estimator = make_estimator(method, text, source.logit_scale, random_state=int(seed),
+                                   ablation=ablation if method == "cmm" else None, device=device)
+        started = time.perf_counter()
+        estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
+        seconds = time.perf_counter() - started
+        # -- everything above chose the model on train and val; the test split is read from here on --
+        X_test, y_test = test.get()
+        test_top1 = float(estimator.score(X_test, y_test) * 100.0)
+        metrics = {"test_top1": test_top1, "val_top1": getattr(estimator, "val_top1_", None)}
+        shift = {name: shift_top1(estimator, len(classes), other) for name, other in (eval_sources or {}).items()}
+        if shift:
+            metrics["shift"] = shift
+        gap, projection = _gap(estimator, X_test, y_test, text, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_fitted(estimator, path.with_suffix(".npz"), method=method, classes=classes, extra=projection)
+        record = {
+            "schema": SCHEMA, "dataset": source.dataset, "model": info["model"], "weights": info["weights"],
+            "random_weights": bool(info.get("random_weights", False)), "method": method, "method_label": label,
+            "ablation": {k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
+            "shots": int(k), "seed": int(seed), "template_set": template_set, "train_views": train_views,
+            "metrics": metrics, "hyperparameters": getattr(estimator, "hyperparameters_", {}),
+            "search": getattr(estimator, "search_", {}),
+            "subset": {"source": data.source, "train": data.train.tolist(), "val": data.val.tolist(),
+                       "dropped_unreadable": data.dropped},
+            "short_classes": [classes[c] for c in short],
+            "skipped_images": _skipped(source),
+            "gap": gap, "cache": info["cache"], "versions": versions(),
+            "timing": {"fit_seconds": round(seconds, 4)}, "params_file": path.with_suffix(".npz").name,
+            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        _write_json(path, record)
+        written.append(path)
+        val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
+        extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
+        progress(f"{tag}: test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s")
+    return written
+
+
+def _gap(estimator, X_test: np.ndarray, y_test: np.ndarray, text: np.ndarray,
+         seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+    """For methods that map features (CMM): gap measures before and after the map, and the 2-D projection."""
+    if not hasattr(estimator, "transform"):
+        return {}, {}
+    t0 = class_prototypes(text)
+    before = l2_normalize(X_test)
+    gap = {"before": gap_metrics(before, y_test, t0)}
+    after = estimator.transform(X_test)
+    gap["after"] = gap_metrics(after, y_test, t0)
+    learned = getattr(estimator, "prototypes_", t0)
+    gap["after"]["learned_proto_acc"] = float((np.argmax(after @ learned.T, 1) == y_test).mean() * 100.0)
+    return gap, joint_projection(before, after, y_test, t0, learned, seed=seed)
+
+
+def short_classes(y: np.ndarray, n_classes: int, shots: int) -> list[int]:
+    """Classes with fewer than ``shots`` few-shot train images (CoOp keeps all of a short class's images)."""
+    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)
+    return [int(c) for c in np.flatnonzero(counts < shots)]
+
+
+def _skipped(source) -> dict[str, list[str]]:
+    """Paths of images skipped as unreadable at extraction (``--skip-bad``), per split."""
+    if not hasattr(source, "skipped_paths"):
+        return {}
+    skipped = {split: source.skipped_paths(split) for split in getattr(source, "splits", ())}
+    return {split: paths for split, paths in skipped.items() if paths}
+
+
+def _safe(name: str) -> str:
+    """A weights id as a folder name (hf-hub:org/repo -> hf-hub_org_repo)."""
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(name))

@@ -1,0 +1,128 @@
+"""CMM as an estimator, on synthetic features whose images are rotated, shifted, noisy copies of their text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+
+from stages.errors import FitError
+from stages.fit.cmm import DEFAULT_GRID, CMMClassifier, triplet_loss
+from stages.fit.features import class_prototypes, l2_normalize
+from stages.fit.gap import gap_metrics
+from tests.fit.conftest import few_shot_split
+
+
+@pytest.fixture(scope="module")
+def data(gap_source):
+    return few_shot_split(gap_source, shots=16, seed=1)
+
+
+@pytest.fixture(scope="module")
+def fitted(gap_source, data):
+    model = CMMClassifier(gap_source.text["coop"], grid=DEFAULT_GRID, random_state=1)
+    return model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+
+
+def zero_shot_top1(source, X, y) -> float:
+    return float(np.mean((l2_normalize(X) @ class_prototypes(source.text["coop"]).T).argmax(1) == y) * 100)
+
+
+def test_beats_zero_shot_by_a_wide_margin(gap_source, data, fitted):
+    zs = zero_shot_top1(gap_source, data["X_test"], data["y_test"])
+    cmm = fitted.score(data["X_test"], data["y_test"]) * 100
+    assert cmm > zs + 10, (cmm, zs)
+
+
+def test_map_shrinks_the_modality_gap(gap_source, data, fitted):
+    t0 = class_prototypes(gap_source.text["coop"])
+    before = gap_metrics(l2_normalize(data["X_test"]), data["y_test"], t0)
+    after = gap_metrics(fitted.transform(data["X_test"]), data["y_test"], t0)
+    assert after["centroid_gap"] < before["centroid_gap"] - 0.1
+    assert after["cos_own"] > before["cos_own"]
+    assert after["proto_acc"] > before["proto_acc"]
+
+
+def test_choices_are_recorded_and_made_on_val(fitted):
+    hp, search = fitted.hyperparameters_, fitted.search_
+    assert search["selected_on"] == "val"
+    assert hp["lr"] in DEFAULT_GRID["lr"] and hp["alpha"] in search["grid"]["alpha"]
+    assert hp["steps"] in search["grid"]["step"]
+    assert 0 <= fitted.val_top1_ <= 100
+
+
+def test_step_zero_is_zero_shot(gap_source, data):
+    model = CMMClassifier(gap_source.text["coop"], steps=0).fit(data["X"], data["y"])
+    np.testing.assert_allclose(model.W_, 0)
+    zs = (l2_normalize(data["X_test"]) @ class_prototypes(gap_source.text["coop"]).T).argmax(1)
+    np.testing.assert_array_equal(model.predict(data["X_test"]), zs)
+
+
+def test_clone_refits_identically(gap_source, data):
+    model = CMMClassifier(gap_source.text["coop"], steps=40, random_state=5)
+    first = model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    second = clone(first).fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    assert clone(first).get_params()["steps"] == 40
+    np.testing.assert_array_equal(first.W_, second.W_)
+    np.testing.assert_array_equal(first.predict_proba(data["X_test"]), second.predict_proba(data["X_test"]))
+
+
+def test_no_triplet_ablation_trains_a_different_map(gap_source, data):
+    kwargs = dict(steps=60, random_state=1)
+    with_triplet = CMMClassifier(gap_source.text["coop"], **kwargs).fit(data["X"], data["y"])
+    without = CMMClassifier(gap_source.text["coop"], lambda_tri=0.0, **kwargs).fit(data["X"], data["y"])
+    assert np.abs(with_triplet.W_ - without.W_).max() > 1e-4
+
+
+def test_ablations_change_what_trains(gap_source, data):
+    frozen = CMMClassifier(gap_source.text["coop"], steps=20, train_prototypes=False).fit(data["X"], data["y"])
+    np.testing.assert_allclose(frozen.prototypes_, class_prototypes(gap_source.text["coop"]), atol=1e-6)
+    plain = CMMClassifier(gap_source.text["coop"], steps=0, map="plain").fit(data["X"], data["y"])
+    np.testing.assert_allclose(plain.W_, np.eye(plain.W_.shape[0]))
+    biased = CMMClassifier(gap_source.text["coop"], steps=20, bias=True).fit(data["X"], data["y"])
+    assert biased.bias_ is not None and np.abs(biased.bias_).max() > 0
+    unfused = CMMClassifier(gap_source.text["coop"], steps=20, fusion=False).fit(data["X"], data["y"])
+    _, l_cmm = unfused.decompose(data["X_test"])
+    np.testing.assert_allclose(unfused.decision_function(data["X_test"]), l_cmm)
+
+
+def test_augmented_views_are_training_rows(gap_source, data):
+    views = np.stack([data["X"] * 1.01, data["X"] * 0.99])
+    plain = CMMClassifier(gap_source.text["coop"], steps=30).fit(data["X"], data["y"])
+    aug = CMMClassifier(gap_source.text["coop"], steps=30).fit(data["X"], data["y"], X_aug=views)
+    assert not np.array_equal(plain.W_, aug.W_)
+    with pytest.raises(FitError, match="augmented views"):
+        CMMClassifier(gap_source.text["coop"]).fit(data["X"], data["y"], X_aug=views[:, :3])
+
+
+def test_triplet_uses_the_hardest_wrong_prototype():
+    cos = torch.tensor([[0.9, 0.1, 0.5], [0.2, 0.3, 0.8]])
+    y = torch.tensor([0, 2])
+    dist = lambda c: float(np.sqrt(2 - 2 * c))  # noqa: E731
+    expected = (max(0, dist(0.9) - dist(0.5) + 1.0) + max(0, dist(0.8) - dist(0.3) + 1.0)) / 2
+    assert float(triplet_loss(cos, y, margin=1.0)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_probabilities_and_score(fitted, data):
+    proba = fitted.predict_proba(data["X_test"][:5])
+    np.testing.assert_allclose(proba.sum(1), 1, rtol=1e-5)
+    assert fitted.score(data["X_test"], data["y_test"]) == pytest.approx(
+        np.mean(fitted.predict(data["X_test"]) == data["y_test"]))
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(prototypes=None), "needs prototypes"),
+    (dict(map="diagonal"), "map must be one of"),
+])
+def test_bad_parameters_named(gap_source, data, bad, message):
+    params = {"prototypes": gap_source.text["coop"], **bad}
+    with pytest.raises(FitError, match=message):
+        CMMClassifier(**params).fit(data["X"], data["y"])
+
+
+def test_bad_shapes_and_labels_named(gap_source, data):
+    with pytest.raises(FitError, match="D="):
+        CMMClassifier(gap_source.text["coop"]).fit(data["X"][:, :10], data["y"])
+    with pytest.raises(FitError, match="class indices"):
+        CMMClassifier(gap_source.text["coop"]).fit(data["X"], data["y"] + 100)
