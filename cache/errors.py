@@ -11,3 +11,10 @@ class CacheError(UserError):
 
 class CacheLockedError(CacheError):
     """Another process holds the write lock of a cache file."""
+
+
+class CacheWriteError(CacheError):
+    """Writing a cache file failed (disk full, file too large, I/O error); the old cache is untouched.
+
+    HDF5 retries the failed flush when the process exits and can crash there, so the CLI exits at once.
+    """

@@ -138,12 +138,13 @@ class CacheReader:
             raise CacheError(f"{self.path} cannot be read ({exc}); pass --force to rebuild it") from None
         if _plain(fmt) != FORMAT:
             self.close()
-            raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' tag)")
+            raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' "
+                             "tag); pass --force to replace it, or choose another --cache-dir")
         if version is None or int(version) > SCHEMA_VERSION:
             self.close()
             raise CacheError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "
-                f"({SCHEMA_VERSION}); upgrade the pipeline package"
+                f"({SCHEMA_VERSION}); upgrade the pipeline package, or pass --force to rebuild it with this version"
             )
         if incomplete:
             self.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheError, CacheWriteError
 from cache.key import key_diff, key_digest
 from cache.layout import FORMAT, SCHEMA_VERSION, done_name, partial_path
 from cache.lock import WriteLock
@@ -28,6 +29,7 @@ from cache.reader import CacheReader, incomplete_arrays, read_key_fields
 log = logging.getLogger(__name__)
 
 STRING = h5py.string_dtype("utf-8")
+_ABANDONED: list = []  # handles of files whose writes failed; never closed (see CacheWriter.__exit__)
 
 
 class BlockArray:
@@ -114,19 +116,54 @@ class CacheWriter:
         self.lock.acquire()
         try:
             self._open()
-        except BaseException:
-            self.lock.release()
+        except BaseException as exc:
+            self.close(quiet=True)
+            failure = self._write_failure(exc)
+            if failure is not None:
+                raise failure from None
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, exc_type: type | None, exc: BaseException | None, tb: object) -> None:
+        failure = self._write_failure(exc) if exc is not None else None
+        if failure is not None:
+            # HDF5 (1.14) can crash closing a file whose write just failed: leave the handle open and
+            # referenced; the CLI exits at once on CacheWriteError, without HDF5's at-exit cleanup.
+            _ABANDONED.append(self.file)
             self.file = None
-        self.lock.release()
+        self.close(quiet=exc is not None)
+        if failure is not None:
+            raise failure from None
+
+    def close(self, quiet: bool = False) -> None:
+        """Close the partial file and release the lock; ``quiet``: a failing close (disk full) is only logged."""
+        try:
+            if self.file is not None:
+                handle, self.file = self.file, None
+                handle.close()
+        except (OSError, RuntimeError) as exc:
+            if not quiet:
+                raise
+            log.debug("closing %s after an error failed too: %s", self.partial, exc)
+        finally:
+            self.lock.release()
+
+    def _write_failure(self, exc: BaseException) -> CacheWriteError | None:
+        """A one-line CacheError for a failed write (disk full, file too large, I/O error), else None."""
+        if isinstance(exc, CacheError) or not isinstance(exc, (OSError, RuntimeError)):
+            return None
+        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno is not None:
+            reason = f"[Errno {exc.errno}] {exc.strerror}"
+        elif "write failed" in text or "errno =" in text:
+            found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
+            reason = f"[Errno {found.group(1)}] {found.group(2)}" if found else text.splitlines()[0][:200]
+        else:
+            return None
+        return CacheWriteError(
+            f"writing {self.partial} failed ({reason}); {self.path} is unchanged. Free disk space or fix the "
+            "folder, then rerun pipeline extract: it resumes from the last complete block"
+        )
 
     def _open(self) -> None:
         if self.force and self.partial.exists():
@@ -143,7 +180,11 @@ class CacheWriter:
                     f"{self.path} was built for different inputs ({'; '.join(diff)}); "
                     "pass --force to rebuild it or choose another --cache-dir"
                 )
-            shutil.copy2(self.path, self.partial)
+            try:
+                shutil.copy2(self.path, self.partial)
+            except BaseException:
+                self.partial.unlink(missing_ok=True)  # never leave a truncated copy to be resumed
+                raise
             self.state = "extending"
         else:
             self.state = "rebuilding" if self.path.exists() else "new"
@@ -272,7 +313,8 @@ def _create_allocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtyp
     dcpl.set_fill_time(h5py.h5d.FILL_TIME_ALLOC if fill else h5py.h5d.FILL_TIME_NEVER)
     space = h5py.h5s.create_simple(tuple(shape))
     tid = h5py.h5t.py_create(np.dtype(dtype), logical=True)
-    h5py.h5d.create(parent.id, leaf.encode(), tid, space, dcpl=dcpl)
+    created = h5py.h5d.create(parent.id, leaf.encode(), tid, space, dcpl=dcpl)
+    created.close()  # closed here, so a failing write (disk full) raises now rather than in a destructor
     return parent[leaf]
 
 
