@@ -7,6 +7,7 @@ is encoded; blocks already done are never re-read. Shard ``(rank, world)`` takes
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import time
@@ -68,44 +69,99 @@ class _Images(Dataset):
         return transform(image), ""
 
 
-def encode_images(
-    model: torch.nn.Module,
-    images: _Images,
-    array: BlockArray,
-    runtime: Runtime,
-    *,
-    lead_index: tuple[int, ...] = (),
-    bad: BlockArray | None = None,
-    progress: Callable[[int], None] = lambda n: None,
-) -> list[str]:
-    """Encode every missing block of ``array`` this shard owns; return the errors of skipped images."""
-    todo = _todo_blocks(array, bad, lead_index, runtime)
-    if not todo:
+@dataclass
+class ImageJob:
+    """One block array to fill with the encoded images of one split (or one augmented view of it)."""
+
+    images: _Images
+    array: BlockArray
+    lead_index: tuple[int, ...] = ()
+    bad: BlockArray | None = None
+
+
+class _Chain(Dataset):
+    """The images of several jobs as one dataset, so one DataLoader and its workers serve them all.
+
+    One loader per split or view would restart the workers at each, leaving the model idle while the
+    first batch of the next one is decoded; chained, the prefetch runs across the boundaries.
+    """
+
+    def __init__(self, jobs: Sequence[ImageJob]) -> None:
+        self.jobs = list(jobs)
+        self.offsets = np.cumsum([0] + [len(job.images) for job in self.jobs]).tolist()
+
+    def __len__(self) -> int:
+        return self.offsets[-1]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, str]:
+        job = bisect.bisect_right(self.offsets, index) - 1
+        return self.jobs[job].images[index - self.offsets[job]]
+
+
+def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runtime,
+                progress: Callable[[int], None] = lambda n: None) -> list[str]:
+    """Encode every missing block this shard owns, over all ``jobs``; return the errors of skipped images."""
+    chain = _Chain(jobs)
+    plan = [(job, block, offset) for job, offset in zip(chain.jobs, chain.offsets)
+            for block in _todo_blocks(job.array, job.bad, job.lead_index, runtime)]
+    if not plan:
         return []
-    batches = [list(range(array.rows(b).start, array.rows(b).stop)) for b in todo]
+    batches = [list(range(offset + job.array.rows(block).start, offset + job.array.rows(block).stop))
+               for job, block, offset in plan]
     loader = DataLoader(
-        images,
+        chain,
         batch_sampler=batches,
         num_workers=runtime.workers,
         pin_memory=runtime.device.type == "cuda",
-        persistent_workers=False,
         prefetch_factor=4 if runtime.workers > 0 else None,
     )
     skipped: list[str] = []
-    for block, (pixels, errors) in zip(todo, loader):
+    pending: _Pending | None = None
+    for (job, block, _), (pixels, errors) in zip(plan, loader):
         failed = [i for i, e in enumerate(errors) if e]
         if failed and not runtime.skip_bad:
+            if pending is not None:
+                pending.finish(progress)
             raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images)")
-        features = _forward(model.encode_image, pixels, runtime)
-        features[failed] = 0.0
-        array.write(lead_index + (block,), features)
-        if bad is not None and not lead_index:
-            flags = np.zeros(len(pixels), np.uint8)
-            flags[failed] = 1
-            bad.write((block,), flags)
+        launched = _Pending(job, block, *_launch(model.encode_image, pixels, runtime), failed)
+        if pending is not None:  # the GPU runs this batch while the host stores the previous one
+            pending.finish(progress)
+        pending = launched
         skipped += [errors[i] for i in failed]
-        progress(len(pixels))
+    if pending is not None:
+        pending.finish(progress)
     return skipped
+
+
+def encode_images(model: torch.nn.Module, images: _Images, array: BlockArray, runtime: Runtime, *,
+                  lead_index: tuple[int, ...] = (), bad: BlockArray | None = None,
+                  progress: Callable[[int], None] = lambda n: None) -> list[str]:
+    """Encode every missing block of ``array`` this shard owns; return the errors of skipped images."""
+    return encode_jobs(model, [ImageJob(images, array, lead_index, bad)], runtime, progress)
+
+
+@dataclass
+class _Pending:
+    """A block whose features are on their way to host memory (``ready`` is None on CPU)."""
+
+    job: ImageJob
+    block: int
+    features: torch.Tensor
+    ready: "torch.cuda.Event | None"
+    failed: list[int]
+
+    def finish(self, progress: Callable[[int], None]) -> None:
+        """Wait for the copy, then write the block (bad rows zeroed) and its bad-image flags."""
+        if self.ready is not None:
+            self.ready.synchronize()
+        features = self.features.numpy()
+        features[self.failed] = 0.0
+        self.job.array.write(self.job.lead_index + (self.block,), features)
+        if self.job.bad is not None and not self.job.lead_index:
+            flags = np.zeros(len(features), np.uint8)
+            flags[self.failed] = 1
+            self.job.bad.write((self.block,), flags)
+        progress(len(features))
 
 
 def encode_texts(
@@ -125,14 +181,34 @@ def encode_texts(
 
 
 def _forward(encode: Callable, batch: torch.Tensor, runtime: Runtime) -> np.ndarray:
+    """Encode one batch and wait for its float32 features on the host."""
+    features, ready = _launch(encode, batch, runtime)
+    if ready is not None:
+        ready.synchronize()
+    return features.numpy()
+
+
+def _launch(encode: Callable, batch: torch.Tensor, runtime: Runtime) -> tuple[torch.Tensor, "torch.cuda.Event | None"]:
+    """Start encoding one batch; on a GPU return at once with a pinned host buffer and the event that fills it.
+
+    Not waiting here (no ``.cpu()``, no ``.item()``) keeps the GPU queue full while the host writes the
+    previous block; on CPU the features are simply computed.
+    """
     batch = batch.to(runtime.device, non_blocking=True)
     if runtime.precision == "fp16":
         batch = batch.half() if batch.is_floating_point() else batch
     elif runtime.precision == "bf16":
         batch = batch.bfloat16() if batch.is_floating_point() else batch
-    with torch.inference_mode(), runtime.autocast():
-        out = encode(batch)
-    return out.float().cpu().numpy()
+    with torch.inference_mode():
+        with runtime.autocast():
+            out = encode(batch)
+        if runtime.device.type != "cuda":
+            return out.float().cpu(), None  # a no-op on CPU; other devices (mps) copy here
+        host = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
+        host.copy_(out.float(), non_blocking=True)
+        ready = torch.cuda.Event()
+        ready.record()
+        return host, ready
 
 
 def _todo_blocks(array: BlockArray, bad: BlockArray | None, lead_index: tuple[int, ...],

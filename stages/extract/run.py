@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from cache.errors import CacheError
 from cache.features import image, text
 from stages.errors import DatasetError
 from stages.extract.datasets import open_dataset
-from stages.extract.encode import Runtime, Throughput, _Images, encode_images, encode_texts
+from stages.extract.encode import ImageJob, Runtime, Throughput, _Images, encode_jobs, encode_texts
 from stages.extract.models import LoadedModel, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
@@ -108,7 +109,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
              "argv": request.argv or " ".join(sys.argv), "model_arg": request.model,
              "pretrained_arg": request.pretrained or "none", "weights_tag": request.weights_tag or ""}
     rank, world = runtime.shard
-    target = path if world == 1 else part_path(path, rank, world)
+    target = path if world == 1 else _part_target(path, rank, world, request.force)
     with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:
         if writer.state == "resumed":
             progress(f"{target}: resuming an unfinished extraction")
@@ -121,21 +122,38 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
         if world == 1:
             writer.commit()
     if world > 1:
-        _merge_shards(path, key, world, rank)
+        progress(f"{meter.count} image views encoded by this rank ({rate:.1f} img/s); waiting for the other ranks")
+        count, skipped = _merge_shards(path, key, world, rank, meter.count, skipped, progress)
+        return ExtractResult(path, count, skipped, rate)
     if skipped:
         progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info shows them)")
     progress(f"{path}: {meter.count} image views encoded ({rate:.1f} img/s)")
     return ExtractResult(path, meter.count, skipped, rate)
 
 
-def _merge_shards(path: Path, key: dict, world: int, rank: int) -> None:
-    """Wait for every rank, then rank 0 joins the parts into the one cache file."""
+def _part_target(path: Path, rank: int, world: int, force: bool) -> Path:
+    """This rank's part file; seeded with the finished cache when extending it, so only new arrays encode."""
+    part = part_path(path, rank, world)
+    if path.exists() and not force and not partial_path(part).exists():
+        shutil.copy2(path, partial_path(part))  # _already_done checked its key
+    return part
+
+
+def _merge_shards(path: Path, key: dict, world: int, rank: int, count: int, skipped: list[str],
+                  progress: Callable[[str], None]) -> tuple[int, list[str]]:
+    """Wait for every rank, let rank 0 join the parts into the one cache file; totals over all ranks."""
     import torch.distributed as dist
 
-    dist.barrier()
+    shares: list = [None] * world
+    dist.all_gather_object(shares, (count, skipped))  # also the barrier: every part is closed
+    total, skipped = sum(c for c, _ in shares), [e for _, errors in shares for e in errors]
     if rank == 0:
         merge_parts(path, [partial_path(part_path(path, r, world)) for r in range(world)], key)
-    dist.barrier()
+        if skipped:
+            progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info shows them)")
+        progress(f"{path}: merged {world} parts; {total} image views encoded in all")
+    dist.barrier()  # no rank returns before the cache exists
+    return total, skipped
 
 
 def _check_request(request: ExtractRequest) -> None:
@@ -264,7 +282,7 @@ def _layout(writer: CacheWriter, reader, loaded: LoadedModel, plan: _Plan, reque
 
 def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: Runtime, request: ExtractRequest,
                 meter: Throughput) -> list[str]:
-    skipped: list[str] = []
+    jobs: list[ImageJob] = []
     aug = augment_transform(loaded.image_size, loaded.mean, loaded.std)
     for split, array, bad, lead, view in arrays.entries:
         positions = writer.file[image(split, "positions")][()]
@@ -272,8 +290,8 @@ def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: R
         transform = loaded.preprocess if view is None else aug
         images = _Images(reader, relpaths, positions, transform, loaded.image_size,
                          aug_seed=None if view is None else request.aug_seed, view=view or 0)
-        skipped += encode_images(loaded.model, images, array, runtime, lead_index=lead, bad=bad, progress=meter)
-    return skipped
+        jobs.append(ImageJob(images, array, lead, bad))
+    return encode_jobs(loaded.model, jobs, runtime, progress=meter)  # one DataLoader for every split and view
 
 
 def _encode_prompts(writer, reader, loaded: LoadedModel, request: ExtractRequest, runtime: Runtime) -> None:
