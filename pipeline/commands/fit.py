@@ -47,7 +47,7 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
 @click.option("--seeds", default="1,2,3", show_default=True, callback=positive_int_list,
               help="Sampling seeds (comma-separated).")
 @click.option("--method", "methods", default=DEFAULT_METHODS, show_default=True, callback=name_list,
-              help=f"Methods (comma-separated): {', '.join(METHODS)}, and lp_pp, clap where installed.")
+              help=f"Methods (comma-separated): {', '.join(METHODS)}.")
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
 @click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,

@@ -220,19 +220,27 @@ def _todo_blocks(array: BlockArray, bad: BlockArray | None, lead_index: tuple[in
 
 
 class Throughput:
-    """A progress bar over images with images/s and ETA (tqdm on stderr; silent when not a terminal)."""
+    """Progress over images with images/s and ETA: a tqdm bar on a terminal, a log line every
+    ``every`` seconds otherwise (batch jobs and CI logs still show that the run is alive)."""
 
-    def __init__(self, total: int, desc: str) -> None:
+    def __init__(self, total: int, desc: str, every: float = 30.0) -> None:
         from tqdm import tqdm
 
-        self.start = time.perf_counter()
-        self.count = 0
+        self.start = self.last = time.perf_counter()
+        self.count, self.total, self.desc, self.every = 0, total, desc, every
         self.bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0,
                         disable=None)
 
     def __call__(self, n: int) -> None:
         self.count += n
         self.bar.update(n)
+        now = time.perf_counter()
+        if self.bar.disable and now - self.last >= self.every:
+            self.last = now
+            rate = self.count / (now - self.start)
+            eta = (self.total - self.count) / rate if rate > 0 else float("inf")
+            log.info("%s: %d/%d images, %.1f img/s, ETA %s", self.desc, self.count, self.total, rate,
+                        time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?")
 
     def close(self) -> float:
         self.bar.close()

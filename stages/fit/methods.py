@@ -23,12 +23,8 @@ ABLATIONS: dict[str, str] = {
 
 
 def available_methods() -> tuple[str, ...]:
-    """The built-in methods plus the optional baselines present in this install (LP++, CLAP)."""
-    from stages.fit import baselines
-
-    optional = tuple(name for name, cls in (("lp_pp", "LPPlusPlusClassifier"), ("clap", "CLAPClassifier"))
-                     if hasattr(baselines, cls))
-    return METHODS + optional
+    """The methods this version can fit."""
+    return METHODS
 
 
 def estimator_classes() -> list[type]:
@@ -86,8 +82,7 @@ def make_estimator(method: str, prototypes: np.ndarray, logit_scale: float, *, r
     if ablation and any(ablation.values()):
         raise FitError(f"ablations apply to cmm only, not to {method}")
     classes = {"zero_shot": "ZeroShotClassifier", "linear_probe": "LinearProbeClassifier",
-               "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier",
-               "lp_pp": "LPPlusPlusClassifier", "clap": "CLAPClassifier"}
+               "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier"}
     if method not in classes or not hasattr(baselines, classes[method]):
         raise FitError(f"unknown method '{method}'; choose from {', '.join(available_methods())}")
     return getattr(baselines, classes[method])(prototypes, **common)
