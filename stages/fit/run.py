@@ -92,7 +92,7 @@ def _val_labels(source) -> np.ndarray:
                        "extract it (pipeline extract --splits train,val,test)") from None
 
 
-class TestSplit:
+class LazyTestSplit:
     """Test features, read on first use (after the first fit), then kept for the remaining runs."""
 
     def __init__(self, source) -> None:
@@ -107,9 +107,10 @@ class TestSplit:
         return self._data
 
 
-def shift_top1(estimator, base_classes: int, shifted) -> float:
+def shift_top1(estimator, base_classes: int, shifted: LazyTestSplit) -> float:
     """Top-1 on another dataset's test split; a 200-class subset (ImageNet-A/R) scores only its classes."""
-    X, y = TestSplit(shifted).get()
+    X, y = shifted.get()
+    shifted = shifted.source
     logits = estimator.decision_function(X)
     parents = shifted.parent_class_ids
     if parents is not None:
@@ -161,8 +162,14 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
     classes = list(source.classes)
     if text.shape[0] != len(classes):
         raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
-    folder = Path(runs_dir) / source.dataset / f"{info['model']}__{_safe(info['weights'])}"
-    test = TestSplit(source)
+    folder = Path(runs_dir) / _safe(source.dataset) / f"{_safe(info['model'])}__{_safe(info['weights'])}"
+    test = LazyTestSplit(source)
+    shifts = {name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()}
+    for name, other in (eval_sources or {}).items():
+        theirs = other.describe()
+        if (theirs["model"], theirs["weights"]) != (info["model"], info["weights"]):
+            raise FitError(f"--eval-on {name}: its cache was encoded by {theirs['model']} ({theirs['weights']}), "
+                           f"not {info['model']} ({info['weights']}); extract it with the same model and weights")
     written: list[Path] = []
     plan = [(m, k, s) for k in shots for s in seeds for m in methods]
     for index, (method, k, seed) in enumerate(plan, 1):
@@ -187,7 +194,7 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         X_test, y_test = test.get()
         test_top1 = float(estimator.score(X_test, y_test) * 100.0)
         metrics = {"test_top1": test_top1, "val_top1": getattr(estimator, "val_top1_", None)}
-        shift = {name: shift_top1(estimator, len(classes), other) for name, other in (eval_sources or {}).items()}
+        shift = {name: shift_top1(estimator, len(classes), other) for name, other in shifts.items()}
         if shift:
             metrics["shift"] = shift
         gap, projection = _gap(estimator, X_test, y_test, text, seed)
@@ -246,5 +253,6 @@ def _skipped(source) -> dict[str, list[str]]:
 
 
 def _safe(name: str) -> str:
-    """A weights id as a folder name (hf-hub:org/repo -> hf-hub_org_repo)."""
-    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(name))
+    """A dataset, model or weights id as ONE folder name (hf-hub:org/repo -> hf-hub_org_repo; never ``..``)."""
+    safe = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in str(name))
+    return safe if safe.strip(".") else safe.replace(".", "_") or "_"

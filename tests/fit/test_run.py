@@ -167,3 +167,11 @@ def test_classes_shorter_than_k_use_all_their_images_and_say_so(tmp_path):
     assert len(record["subset"]["train"]) == 4 + 2 + 4 + 4
     assert record["short_classes"] == ["class 1"]
     assert any("fewer than 4 train images" in line and "as CoOp does" in line for line in lines)
+
+
+def test_crafted_names_cannot_write_outside_the_runs_folder(source, tmp_path):
+    crafted = replace(source, dataset="..", model="../../x", weights="/etc/y")
+    [path] = fit_runs(crafted, runs_dir=tmp_path / "runs", methods=["zero_shot"], shots=[1], seeds=[1],
+                      progress=lambda _: None)
+    assert path.resolve().is_relative_to((tmp_path / "runs").resolve())
+    assert path.relative_to(tmp_path / "runs").parts[:2] == ("__", ".._.._x___etc_y")
