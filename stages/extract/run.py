@@ -69,10 +69,13 @@ class ExtractRequest:
 def cache_file(cache_dir: Path, dataset: str, model: str, pretrained: str | None) -> Path:
     """Where the cache of ``dataset`` encoded by ``model`` with ``pretrained`` weights lives.
 
-    A weights file is named by its stem, a model config JSON by its stem; tags and ids as given.
+    A weights file is named by its stem, a model config JSON by its stem; tags and ids as given; ``hf-hub:`` and
+    ``local-dir:`` models carry their own weights, so their files end in ``__hf-hub.h5`` / ``__local-dir.h5``.
     """
     weights = pretrained or "none"
-    if Path(weights).expanduser().is_file():
+    if model.startswith(("hf-hub:", "local-dir:")):  # the weights come with the model id; --pretrained is unused
+        weights = model.split(":", 1)[0]
+    elif Path(weights).expanduser().is_file():
         weights = Path(weights).stem
     model = Path(model).stem if model.endswith(".json") else model
     return cache_path(cache_dir, dataset, model, weights)

@@ -135,3 +135,19 @@ def test_many_kills_then_resume_give_the_uninterrupted_cache(dataset, reference,
     landed = kill_trials(dataset, tmp_path, expected, duration, SLOW_TRIALS, seed=1000 + SLOW_TRIALS)
     print(f"\n{SLOW_TRIALS} kill trials landed: {dict(landed)}")
     finish_and_compare(dataset, tmp_path, expected)
+
+
+def test_killed_between_last_block_and_rename_resumes_to_the_same_cache(dataset, reference, tmp_path):
+    """The commit window is too short to hit with random kills, so its state is built exactly: a finished
+    run's file put back under its partial name is what a kill after the last block and before the rename
+    leaves. ``fit`` must refuse it, and a rerun must commit it unchanged, encoding nothing."""
+    expected, _ = reference
+    finish_and_compare(dataset, tmp_path, expected)
+    cache = tmp_path / CACHE_NAME
+    os.replace(cache, partial_path(cache))
+    with pytest.raises(CacheError, match="unfinished"):
+        FeatureCache(cache)
+    result = run_cli(*args_for(dataset, tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "resuming" in result.output and "0 image views encoded" in result.output
+    assert_same_content(snapshot(cache), expected)
