@@ -88,3 +88,37 @@ def test_different_request_is_refused_with_field_names(coop_dataset, tmp_path):
     extract(request_for(coop_dataset, tmp_path / "cache"), progress=lambda _: None)
     with pytest.raises(CacheError, match="store_dtype"):
         extract(request_for(coop_dataset, tmp_path / "cache", store_dtype="float16"), progress=lambda _: None)
+
+
+def test_coop_benchmark_layout_end_to_end(mini, tmp_path):
+    """A benchmark key (dtd) in its real folder layout, not just ``folder``: rows follow the split file."""
+    written = mini.coop("dtd")
+    result = extract(ExtractRequest(dataset="dtd", model=str(TINY_MODEL_CONFIG), pretrained="none",
+                                    cache_dir=tmp_path / "cache", data_root=mini.data, batch_size=4, workers=0),
+                     progress=lambda _: None)
+    cache = FeatureCache(result.path)
+    assert result.path == tmp_path / "cache" / "dtd" / "tiny-test-clip__none.h5"
+    assert cache.classes == ["first class", "second", "third one"]
+    for name, rows in written.items():
+        assert cache.split_paths(name) == [r[0] for r in rows]
+        assert cache.split_labels(name).tolist() == [r[1] for r in rows]
+        assert cache.features(name).shape == (len(rows), 32)
+    assert cache.templates("coop") == ["{} texture."]  # CoOp's DTD template
+    assert cache.text_features("coop").shape == (3, 1, 32)
+
+
+def test_digits_embedded_default_end_to_end(tmp_path):
+    """The embedded default needs no download: every digits image is encoded, split as documented."""
+    from stages.extract.datasets import open_dataset
+
+    reader = open_dataset("digits", None)
+    result = extract(ExtractRequest(dataset="digits", model=str(TINY_MODEL_CONFIG), pretrained="none",
+                                    cache_dir=tmp_path / "cache", batch_size=256, workers=0),
+                     progress=lambda _: None)
+    cache = FeatureCache(result.path)
+    sizes = {name: len(reader.items(name)) for name in ("train", "val", "test")}
+    assert sum(sizes.values()) == 1797 and result.encoded_images == 1797
+    for name, size in sizes.items():
+        assert cache.features(name).shape == (size, 32)
+        assert cache.split_labels(name).tolist() == [i.label for i in reader.items(name)]
+    assert cache.text_features("coop").shape == (10, 1, 32)
