@@ -10,8 +10,9 @@ import numpy as np
 
 from stages.errors import FitError
 
-METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f")
-DEFAULT_METHODS: tuple[str, ...] = METHODS
+METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "clap")
+#: what ``pipeline fit`` runs unless told otherwise; the further baselines (clap) are opt-in.
+DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f")
 
 ABLATIONS: dict[str, str] = {
     "no_triplet": "CMM without the triplet loss (lambda = 0)",
@@ -82,7 +83,8 @@ def make_estimator(method: str, prototypes: np.ndarray, logit_scale: float, *, r
     if ablation and any(ablation.values()):
         raise FitError(f"ablations apply to cmm only, not to {method}")
     classes = {"zero_shot": "ZeroShotClassifier", "linear_probe": "LinearProbeClassifier",
-               "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier"}
+               "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier",
+               "clap": "CLAPClassifier"}
     if method not in classes or not hasattr(baselines, classes[method]):
         raise FitError(f"unknown method '{method}'; choose from {', '.join(available_methods())}")
     return getattr(baselines, classes[method])(prototypes, **common)
