@@ -82,11 +82,11 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *, lr: float = 1e-3,
-                 proto_lr_scale: float = 1.0, steps: int = 100, batch_size: int = 256, lambda_tri: float = 1.0,
+                 proto_lr_scale: float = 1.0, steps: int = 120, batch_size: int = 256, lambda_tri: float = 1.0,
                  margin: float = 0.1, alpha: float = 1.0,
                  alpha_grid: Sequence[float] | None = (0.25, 0.5, 1.0, 2.0, 4.0),
                  train_prototypes: bool = True, map: str = "residual", bias: bool = False, fusion: bool = True,
-                 weight_decay: float = 1e-2, eval_every: int = 10, grid: Mapping[str, Sequence] | None = None,
+                 weight_decay: float = 1e-2, eval_every: int = 12, grid: Mapping[str, Sequence] | None = None,
                  random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
