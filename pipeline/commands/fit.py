@@ -67,13 +67,11 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
     read only for the final score. Existing records are skipped unless --force.
     """
-    from stages.fit.methods import available_methods
     from stages.fit.run import fit_runs
 
-    known = available_methods()
-    unknown = [m for m in methods if m not in known]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise click.BadParameter(f"unknown method '{unknown[0]}' (choose from {', '.join(known)})",
+        raise click.BadParameter(f"unknown method '{unknown[0]}' (choose from {', '.join(METHODS)})",
                                  param_hint="--method")
     if ablations and "cmm" not in methods:
         raise click.UsageError("--ablation applies to CMM: add cmm to --method")

@@ -133,13 +133,6 @@ def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runti
     return skipped
 
 
-def encode_images(model: torch.nn.Module, images: _Images, array: BlockArray, runtime: Runtime, *,
-                  lead_index: tuple[int, ...] = (), bad: BlockArray | None = None,
-                  progress: Callable[[int], None] = lambda n: None) -> list[str]:
-    """Encode every missing block of ``array`` this shard owns; return the errors of skipped images."""
-    return encode_jobs(model, [ImageJob(images, array, lead_index, bad)], runtime, progress)
-
-
 @dataclass
 class _Pending:
     """A block whose features are on their way to host memory (``ready`` is None on CPU)."""
@@ -240,7 +233,7 @@ class Throughput:
             rate = self.count / (now - self.start)
             eta = (self.total - self.count) / rate if rate > 0 else float("inf")
             log.info("%s: %d/%d images, %.1f img/s, ETA %s", self.desc, self.count, self.total, rate,
-                        time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?")
+                     time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?")
 
     def close(self) -> float:
         self.bar.close()

@@ -138,8 +138,7 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
             return self._fit_grid(X, y, X_val, y_val)
         with self._threads(X):
             self._fit_one(X, y, X_val if have_val else None, y_val if have_val else None)
-        self.search_ = ({"grid": {"alpha": self._alphas(True), "step": [s for s, _ in self.val_curve_]},
-                         "selected_on": "val"} if have_val else {})
+        self.search_ = self._search({}) if have_val else {}
         return self
 
     def _fit_grid(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> CMMClassifier:
@@ -154,10 +153,13 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         for name, value in vars(best).items():
             if name.endswith("_") and not name.startswith("_"):
                 setattr(self, name, value)
-        grid = {k: list(v) for k, v in self.grid.items()}
-        grid.update({"alpha": self._alphas(True), "step": [s for s, _ in best.val_curve_]})
-        self.search_ = {"grid": grid, "selected_on": "val"}
+        self.search_ = self._search({k: list(v) for k, v in self.grid.items()})
         return self
+
+    def _search(self, grid: dict) -> dict:
+        """What was searched on val: ``grid``, the fusion weights and the checkpoints of the kept fit."""
+        steps = [step for step, _ in self.val_curve_]
+        return {"grid": {**grid, "alpha": self._alphas(True), "step": steps}, "selected_on": "val"}
 
     def _threads(self, X: np.ndarray):
         """One torch thread for small problems (thread wake-ups cost more than the maths), all for large ones."""

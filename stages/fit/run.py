@@ -171,7 +171,9 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
             raise FitError(f"--eval-on {name}: its cache was encoded by {theirs['model']} ({theirs['weights']}), "
                            f"not {info['model']} ({info['weights']}); extract it with the same model and weights")
     written: list[Path] = []
+    skipped, package_versions = _skipped(source), versions()
     plan = [(m, k, s) for k in shots for s in seeds for m in methods]
+    data, short, data_for = None, [], None
     for index, (method, k, seed) in enumerate(plan, 1):
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
         path = folder / label / f"shots{k}_seed{seed}.json"
@@ -180,11 +182,12 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
             progress(f"{tag}: exists, skipped ({path})")
             written.append(path)
             continue
-        data = few_shot(source, int(k), int(seed), train_views, subsets_dir)
-        short = short_classes(data.y, len(classes), int(k))
-        if short:
-            progress(f"{tag}: {len(short)} class(es) have fewer than {k} train images (e.g. "
-                     f"{classes[short[0]]!r}); as CoOp does, all of their images are used")
+        if data_for != (k, seed):  # one subset and one feature read per (shots, seed), shared by the methods
+            data, data_for = few_shot(source, int(k), int(seed), train_views, subsets_dir), (k, seed)
+            short = short_classes(data.y, len(classes), int(k))
+            if short:
+                progress(f"{source.dataset} {k}-shot seed {seed}: {len(short)} class(es) have fewer than {k} train "
+                         f"images (e.g. {classes[short[0]]!r}); as CoOp does, all of their images are used")
         estimator = make_estimator(method, text, source.logit_scale, random_state=int(seed),
                                    ablation=ablation if method == "cmm" else None, device=device)
         started = time.perf_counter()
@@ -210,8 +213,8 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
             "subset": {"source": data.source, "train": data.train.tolist(), "val": data.val.tolist(),
                        "dropped_unreadable": data.dropped},
             "short_classes": [classes[c] for c in short],
-            "skipped_images": _skipped(source),
-            "gap": gap, "cache": info["cache"], "versions": versions(),
+            "skipped_images": skipped,
+            "gap": gap, "cache": info["cache"], "versions": package_versions,
             "timing": {"fit_seconds": round(seconds, 4)}, "params_file": path.with_suffix(".npz").name,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
