@@ -3,8 +3,17 @@
 v = norm(x); v' = v + vW (W = 0 at start: training starts at zero-shot CLIP) [plain map: v' = vW, W = I];
 T starts at T0 (normalised mean of normalised per-template text features) and trains unless frozen;
 l_zs = s v.T0^T, l_cmm = s norm(v').norm(T)^T, fused l = l_zs + alpha l_cmm (no fusion: l = l_cmm);
-loss = CE(l, y) + lambda_tri * mean(max(0, d(v', T_y) - d(v', T_n) + margin)), n the closest wrong
-prototype, d the Euclidean distance between unit vectors. See docs method.md.
+loss = CE(l, y) + lambda_tri * mean(max(0, d(v', T_y) - d(v', T_n) + margin)) + prior / N * (||W - W0||^2 +
+||T - T0||^2), n the closest wrong prototype, d the Euclidean distance between unit vectors, N the number of
+few-shot images. See docs method.md and the README's CMM section for why the defaults are what they are.
+
+Selection (``selection``):
+- ``"guarded"`` (default): a fixed schedule, the last step, and the fusion weight alpha moved from its
+  default only when a value of ``alpha_grid`` beats it on val by more than ``noise_z`` standard errors of the
+  paired val difference: a tiny val split cannot pick noise;
+- ``"search"``: the previous behaviour: ``grid`` (e.g. the learning rate), the checkpoint (every
+  ``eval_every`` steps, step 0 = zero-shot) and alpha all chosen by highest val accuracy;
+- ``"none"``: no validation data used at all.
 """
 
 from __future__ import annotations
@@ -14,21 +23,25 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
 from stages.errors import FitError
-from stages.fit.baselines.common import cpu_threads_for
-from stages.fit.features import class_prototypes, l2_normalize
+from stages.fit.baselines.common import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
+from stages.fit.features import l2_normalize
 
 MAPS = ("residual", "plain")
+SELECTIONS = ("guarded", "search", "none")
 
-# What ``pipeline fit`` searches on the few-shot val split, on top of the checkpoint (every ``eval_every``
-# steps, step 0 = zero-shot) and the fusion weight alpha (re-searched after training: the logits decompose).
+#: What ``selection="search"`` (the previous default, ablation ``val_search``) searches on the few-shot val
+#: split, on top of the checkpoint and the fusion weight.
 DEFAULT_GRID: dict[str, list] = {"lr": [5e-4, 2e-3]}
-HYPERPARAMETERS = ("lr", "lambda_tri", "margin", "train_prototypes", "weight_decay", "batch_size", "steps",
-                   "map", "bias", "fusion")
+#: The previous default's settings, so that ``val_search`` reproduces it exactly.
+SEARCH_SETTINGS: dict = {"selection": "search", "grid": DEFAULT_GRID, "prior": 0.0, "weight_decay": 1e-2,
+                         "steps": 120, "alpha_grid": (0.25, 0.5, 1.0, 2.0, 4.0)}
+HYPERPARAMETERS = ("lr", "lambda_tri", "margin", "prior", "train_prototypes", "weight_decay", "batch_size",
+                   "steps", "map", "bias", "fusion", "selection")
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +66,26 @@ def triplet_loss(cos: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Ten
     return F.relu(dist[rows, y] - dist[rows, hardest] + margin).mean()
 
 
-class CMMClassifier(ClassifierMixin, BaseEstimator):
+def guarded_choice(correct: np.ndarray, reference: np.ndarray, change: np.ndarray,
+                   noise_z: float) -> tuple[int, list[float]]:
+    """The candidate whose val gain over zero-shot is largest at ``noise_z`` standard errors below its mean.
+
+    ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's 0/1 on the same images,
+    ``change`` (candidates,) the share of predictions each candidate changes from zero-shot (ties go to the
+    smaller change). A gain is counted only as far as the val split can vouch for it (the lower confidence
+    bound of the paired difference), so where val is tiny and gains are noise, the candidate closest to
+    zero-shot wins; where val is large or gains are clear, the best one does. Returns the index and every
+    candidate's bound (in points).
+    """
+    diff = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)[None]
+    n = diff.shape[1]
+    se = diff.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(diff))
+    bound = (diff.mean(1) - noise_z * se) * 100.0
+    keep = int(min(np.flatnonzero(bound >= bound.max() - 1e-9), key=lambda i: change[i]))
+    return keep, [float(b) for b in bound]
+
+
+class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
     """Cross-Modal Mapping few-shot classifier over raw CLIP image features.
 
     Parameters
@@ -63,31 +95,32 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
     lr : Adam(W) learning rate of the map W (and of T, times ``proto_lr_scale``).
     steps : optimisation steps on mini-batches of ``batch_size`` (reshuffled every pass; full batch if smaller).
     lambda_tri, margin : triplet weight and margin.
-    alpha : weight of l_cmm in the fused logits while training.
-    alpha_grid : fusion weights tried on the validation data after training (logits decompose, so cheap).
+    prior : strength of the pull of W towards its start (0, or I for the plain map) and of T towards T0,
+        divided by the number of few-shot images N (a Gaussian prior against N samples' likelihood: the fewer
+        the shots, the closer CMM stays to zero-shot).
+    alpha : weight of l_cmm in the fused logits (while training, and the default at prediction).
+    alpha_grid : fusion weights tried on the validation data after training (the logits decompose).
+    selection : "guarded", "search" or "none" (module docstring).
+    noise_z : how many standard errors of the paired val difference a choice must gain ("guarded").
     train_prototypes : False freezes T = T0 (ablation).
     map : "residual" (v + vW, W = 0) or "plain" (vW, W = I; ablation).
     bias : add a trainable bias to the mapped feature (ablation).
     fusion : False uses l_cmm alone (ablation).
-    weight_decay : decoupled decay of W (towards the identity map for "residual") and of the bias.
-    eval_every : steps between validation checkpoints when validation data are given.
-    grid : optional {parameter: [values]} searched on the validation data (one fit per combination, the
-        best by validation accuracy, ties to the lower cross-entropy); ignored without validation data.
+    weight_decay : AdamW's decoupled decay of W and of the bias ("search" used 1e-2).
+    eval_every : steps between validation checkpoints ("search").
+    grid : {parameter: [values]} searched on the validation data ("search": one fit per combination, the
+        best by validation accuracy, ties to the lower cross-entropy).
     random_state : seeds the batch order (torch.Generator; no global state is touched).
     device : torch device for training ("cpu" or "cuda").
-
-    With ``X_val, y_val`` given to ``fit``, the checkpoint (step, including step 0 = zero-shot) and the
-    fusion weight are chosen on them: highest accuracy, ties to the lowest cross-entropy of the fused
-    logits divided by (1 + alpha). Without, the last step and ``alpha`` are kept.
     """
 
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *, lr: float = 1e-3,
-                 proto_lr_scale: float = 1.0, steps: int = 120, batch_size: int = 256, lambda_tri: float = 1.0,
-                 margin: float = 0.1, alpha: float = 1.0,
-                 alpha_grid: Sequence[float] | None = (0.25, 0.5, 1.0, 2.0, 4.0),
-                 train_prototypes: bool = True, map: str = "residual", bias: bool = False, fusion: bool = True,
-                 weight_decay: float = 1e-2, eval_every: int = 12, grid: Mapping[str, Sequence] | None = None,
-                 random_state: int = 0, device: str = "cpu") -> None:
+                 proto_lr_scale: float = 1.0, steps: int = 100, batch_size: int = 256, lambda_tri: float = 1.0,
+                 margin: float = 0.1, prior: float = 100.0, prior_grid: Sequence[float] | None = (10.0, 1.0),
+                 alpha: float = 1.0, alpha_grid: Sequence[float] | None = (0.1, 0.25, 0.5, 1.0, 2.0), selection: str = "guarded",
+                 noise_z: float = 1.0, train_prototypes: bool = True, map: str = "residual", bias: bool = False,
+                 fusion: bool = True, weight_decay: float = 0.0, eval_every: int = 12,
+                 grid: Mapping[str, Sequence] | None = None, random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
         self.lr = lr
@@ -96,8 +129,12 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.lambda_tri = lambda_tri
         self.margin = margin
+        self.prior = prior
+        self.prior_grid = prior_grid
         self.alpha = alpha
         self.alpha_grid = alpha_grid
+        self.selection = selection
+        self.noise_z = noise_z
         self.train_prototypes = train_prototypes
         self.map = map
         self.bias = bias
@@ -109,69 +146,94 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
 
     # ------------------------------------------------------------------ fitting
-    def _check_params(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
-        if self.prototypes is None:
-            raise FitError("CMMClassifier needs prototypes= (C x D or C x L x D text features)")
-        if self.map not in MAPS:
-            raise FitError(f"map must be one of {', '.join(MAPS)}, got {self.map!r}")
-        T0 = class_prototypes(self.prototypes)
-        if X.ndim != 2 or X.shape[1] != T0.shape[1]:
-            raise FitError(f"image features have shape {X.shape}, text prototypes have D={T0.shape[1]}")
-        if len(y) != len(X) or y.min() < 0 or y.max() >= len(T0):
-            raise FitError(f"labels must be class indices in [0, {len(T0)}) with one per feature row")
-        return T0
-
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None, y_val: np.ndarray | None = None,
             X_aug: np.ndarray | None = None) -> CMMClassifier:
         """Train W (and T) on raw features ``X`` (plus augmented views ``X_aug`` (V, n, D), as extra rows)
-        with labels ``y``; choose the grid point, the step and alpha on (X_val, y_val), never on test."""
-        X = np.asarray(X, dtype=np.float32)
-        y = np.asarray(y, dtype=np.int64)
-        self._check_params(X, y)
-        if X_aug is not None:
-            X_aug = np.asarray(X_aug, dtype=np.float32)
-            if X_aug.ndim != 3 or X_aug.shape[1:] != X.shape:
-                raise FitError(f"augmented views have shape {X_aug.shape}, expected (V, {X.shape[0]}, {X.shape[1]})")
-            X, y = np.concatenate([X, X_aug.reshape(-1, X.shape[1])]), np.concatenate([y] * (1 + len(X_aug)))
-        have_val = X_val is not None and y_val is not None and len(y_val) > 0
-        if self.grid and have_val:
-            return self._fit_grid(X, y, X_val, y_val)
-        with self._threads(X):
-            self._fit_one(X, y, X_val if have_val else None, y_val if have_val else None)
-        self.search_ = self._search({}) if have_val else {}
+        with labels ``y``; make the choices of ``selection`` on (X_val, y_val), never on test."""
+        data = check_fit_inputs(type(self).__name__, self.prototypes, X, y, X_val, y_val, X_aug)
+        if self.map not in MAPS:
+            raise FitError(f"CMMClassifier: map must be one of {', '.join(MAPS)}, got {self.map!r}")
+        if self.selection not in SELECTIONS:
+            raise FitError(f"CMMClassifier: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        if self.selection == "search" and self.grid and data.has_val:
+            return self._fit_grid(data)
+        if self.selection == "guarded" and data.has_val:
+            return self._fit_guarded(data)
+        with self._threads(data):
+            self._fit_one(data)
         return self
 
-    def _fit_grid(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray, y_val: np.ndarray) -> CMMClassifier:
+    def _fit_grid(self, data: FitData) -> CMMClassifier:
         """One fit per grid point; keep the best on val (accuracy, then lower cross-entropy)."""
         best, best_score = None, None
         for point in ParameterGrid({k: list(v) for k, v in self.grid.items()}):
             candidate = clone(self).set_params(grid=None, **point)
-            with self._threads(X):
-                candidate._fit_one(X, y, X_val, y_val)
+            with self._threads(data):
+                candidate._fit_one(data)
             if best_score is None or candidate.val_score_ > best_score:
                 best, best_score = candidate, candidate.val_score_
         for name, value in vars(best).items():
             if name.endswith("_") and not name.startswith("_"):
                 setattr(self, name, value)
-        self.search_ = self._search({k: list(v) for k, v in self.grid.items()})
+        self.search_ = {**best.search_, "grid": {**{k: list(v) for k, v in self.grid.items()},
+                                                 **best.search_["grid"]}}
         return self
 
-    def _search(self, grid: dict) -> dict:
-        """What was searched on val: ``grid``, the fusion weights and the checkpoints of the kept fit."""
-        steps = [step for step, _ in self.val_curve_]
-        return {"grid": {**grid, "alpha": self._alphas(True), "step": steps}, "selected_on": "val"}
+    def _fit_guarded(self, data: FitData) -> CMMClassifier:
+        """One fit per prior strength, then every (prior, alpha) scored on val and chosen by the lower confidence
+        bound of its gain over zero-shot (``guarded_choice``)."""
+        priors = [float(self.prior)] + [float(p) for p in (self.prior_grid or ()) if float(p) != float(self.prior)]
+        alphas = self._alphas()
+        fits, candidates, correct, change = [], [], [], []
+        zs_val = (l2_normalize(data.X_val) @ data.T0.T).argmax(1)
+        zs_train = (l2_normalize(data.X) @ data.T0.T).argmax(1)
+        for prior in priors:
+            fit = clone(self).set_params(prior=prior, prior_grid=None, selection="none")
+            with self._threads(data):
+                fit._fit_one(data)
+            val_terms, train_terms = fit.decompose(data.X_val), fit.decompose(data.X)
+            for a in alphas:
+                val_pred, train_pred = ((l_zs + a * l_cmm if self.fusion else l_cmm).argmax(1)
+                                        for l_zs, l_cmm in (val_terms, train_terms))
+                correct.append(val_pred == data.y_val)
+                change.append(np.concatenate([val_pred != zs_val, train_pred != zs_train]).mean())
+                candidates.append((len(fits), prior, a))
+            fits.append(fit)
+        keep, bound = guarded_choice(np.stack(correct), zs_val == data.y_val, np.array(change), float(self.noise_z))
+        index, prior, alpha = candidates[keep]
+        for name, value in vars(fits[index]).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
+        accuracy = np.stack(correct).mean(1) * 100.0
+        self.alpha_, self.val_top1_ = float(alpha), float(accuracy[keep])
+        self.val_score_ = [self.val_top1_, 0.0]
+        self.val_curve_ = [[self.best_step_, self.val_top1_]]
+        self.hyperparameters_ = {**self.hyperparameters_, "prior": prior, "alpha": self.alpha_,
+                                 "selection": "guarded"}
+        self.search_ = {
+            "grid": {"prior": priors, "alpha": alphas}, "selected_on": "val",
+            "rule": f"largest val gain over zero-shot minus {self.noise_z:g} standard errors of the paired difference; "
+                    "ties to the candidate that changes fewest predictions (val and train) from zero-shot",
+            "zero_shot_val_top1": float(np.mean(zs_val == data.y_val) * 100.0),
+            "candidates": [{"prior": p, "alpha": a, "val_top1": float(acc), "gain_bound": bd,
+                            "changed_vs_zero_shot": float(ch)}
+                           for (_, p, a), acc, bd, ch in zip(candidates, accuracy, bound, change)]}
+        return self
 
-    def _threads(self, X: np.ndarray):
+    def _threads(self, data: FitData):
         """One torch thread for small problems (thread wake-ups cost more than the maths), all for large ones."""
-        dim = X.shape[1]
-        n_classes = np.asarray(self.prototypes).shape[0]
-        per_step = min(len(X), int(self.batch_size)) * dim * (dim + n_classes)
+        n_classes, dim = data.T0.shape
+        rows = len(data.X) * (1 + (0 if data.X_aug is None else len(data.X_aug)))
+        per_step = min(rows, int(self.batch_size)) * dim * (dim + n_classes)
         return cpu_threads_for(20 * per_step, self.device)
 
-    def _fit_one(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None,
-                 y_val: np.ndarray | None) -> None:
-        """Train with this estimator's own parameters; select the checkpoint and alpha on val when given."""
-        T0 = self._check_params(X, y)
+    def _fit_one(self, data: FitData) -> None:
+        """Train with this estimator's own parameters, then make the choices of ``selection`` on val."""
+        T0 = data.T0
+        X, y = data.X, data.y
+        if data.X_aug is not None:
+            X = np.concatenate([X, data.X_aug.reshape(-1, X.shape[1])])
+            y = np.concatenate([y] * (1 + len(data.X_aug)))
         dev = torch.device(self.device)
         residual = self.map == "residual"
         scale = float(self.logit_scale)
@@ -181,10 +243,11 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         v = torch.from_numpy(l2_normalize(X)).to(dev)
         yt = torch.from_numpy(y).to(dev)
         zs = scale * v @ t0.T
-        W = torch.zeros(dim, dim, device=dev) if residual else torch.eye(dim, device=dev)
-        W.requires_grad_(True)
+        W0 = torch.zeros(dim, dim, device=dev) if residual else torch.eye(dim, device=dev)
+        W = W0.clone().requires_grad_(True)
         T = t0.clone().requires_grad_(self.train_prototypes)
         b = torch.zeros(dim, device=dev, requires_grad=True) if self.bias else None
+        pull = float(self.prior) / len(data.X)
 
         decayed = [W] + ([b] if b is not None else [])
         groups = [{"params": decayed, "weight_decay": self.weight_decay}]
@@ -193,11 +256,11 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         opt = torch.optim.AdamW(groups, lr=self.lr)
 
         val = None
-        if X_val is not None and y_val is not None and len(y_val):
-            v_val = torch.from_numpy(l2_normalize(np.asarray(X_val, dtype=np.float32))).to(dev)
-            y_val_t = torch.from_numpy(np.asarray(y_val, dtype=np.int64)).to(dev)
-            val = (v_val, y_val_t, scale * v_val @ t0.T)
-        alphas = self._alphas(val is not None)
+        if data.has_val and self.selection == "search":
+            v_val = torch.from_numpy(l2_normalize(data.X_val)).to(dev)
+            y_val = torch.from_numpy(data.y_val).to(dev)
+            val = (v_val, y_val, scale * v_val @ t0.T)
+        checkpoints = self.selection == "search" and val is not None
 
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         n = len(y)
@@ -205,12 +268,12 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         order = torch.randperm(n, generator=gen)
         cursor = 0
         best = None
-        curve: list[tuple[int, float]] = []
+        curve: list[list] = []
         for step in range(int(self.steps) + 1):
-            if val is not None and (step % self.eval_every == 0 or step == self.steps):
+            if checkpoints and (step % self.eval_every == 0 or step == self.steps):
                 with torch.no_grad():
-                    cand = self._checkpoint_score(val, W, b, T, residual, scale, alphas)
-                curve.append((step, cand[0]))
+                    cand = self._search_alpha(val, W, b, T, residual, scale)
+                curve.append([step, cand[0]])
                 if best is None or cand[:2] > best[0][:2]:
                     best = (cand, step, W.detach().clone(), T.detach().clone(),
                             None if b is None else b.detach().clone())
@@ -225,45 +288,55 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
             loss = F.cross_entropy(logits, yt[idx])
             if self.lambda_tri:
                 loss = loss + self.lambda_tri * triplet_loss(l_cmm / scale, yt[idx], self.margin)
+            if pull:
+                loss = loss + pull * ((W - W0).pow(2).sum() + (T - t0).pow(2).sum()
+                                      + (b.pow(2).sum() if b is not None else 0.0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-        if best is None:
-            self.alpha_ = float(self.alpha)
+        self.val_top1_, self.val_score_ = None, None
+        search: dict = {}
+        if checkpoints:
+            (acc, neg_ce, alpha), self.best_step_, W_, T_, b_ = best
+            self.alpha_, self.val_top1_, self.val_score_ = float(alpha), float(acc), [float(acc), float(neg_ce)]
+            search = {"grid": {"alpha": self._alphas(), "step": [s for s, _ in curve]}, "selected_on": "val",
+                      "rule": "highest val top-1, ties to the lower val cross-entropy"}
+        else:
             self.best_step_ = int(self.steps)
             W_, T_, b_ = W.detach(), T.detach(), (None if b is None else b.detach())
-            self.val_top1_ = None
-            self.val_score_ = None
-        else:
-            (acc, neg_ce, alpha), self.best_step_, W_, T_, b_ = best
-            self.alpha_, self.val_top1_ = float(alpha), float(acc)
-            self.val_score_ = [float(acc), float(neg_ce)]
+            self.alpha_ = float(self.alpha)
         self.W_ = W_.cpu().numpy()
         self.prototypes_ = _unit(T_).cpu().numpy()
         self.zs_prototypes_ = T0
         self.bias_ = None if b_ is None else b_.cpu().numpy()
         self.val_curve_ = [[int(step), float(acc)] for step, acc in curve]
+        self.search_ = search
         self.classes_ = np.arange(len(T0))
         self.n_features_in_ = dim
         chosen = {name: getattr(self, name) for name in HYPERPARAMETERS}
         self.hyperparameters_ = {**chosen, "steps": self.best_step_, "alpha": self.alpha_}
 
-    def _alphas(self, have_val: bool) -> list[float]:
+    def _alphas(self) -> list[float]:
         if not self.fusion:
             return [1.0]
-        if have_val and self.alpha_grid:
-            return [float(a) for a in self.alpha_grid]
-        return [float(self.alpha)]
+        return [float(a) for a in self.alpha_grid] if self.alpha_grid else [float(self.alpha)]
 
-    def _checkpoint_score(self, val: tuple, W: torch.Tensor, b: torch.Tensor | None, T: torch.Tensor,
-                          residual: bool, scale: float, alphas: list[float]) -> tuple[float, float, float]:
-        """(val top-1, -CE, alpha) of the best fusion weight at this checkpoint."""
-        v_val, y_val, zs_val = val
+    def _val_logits(self, val: tuple, W: torch.Tensor, b: torch.Tensor | None, T: torch.Tensor, residual: bool,
+                    scale: float) -> list[tuple[float, torch.Tensor]]:
+        """[(alpha, fused val logits / (1 + alpha))] for every alpha tried (l_cmm alone without fusion)."""
+        v_val, _, zs_val = val
         l_cmm = cmm_logits(v_val, W, b, T, residual, scale)
+        if not self.fusion:
+            return [(1.0, l_cmm)]
+        return [(a, (zs_val + a * l_cmm) / (1.0 + a)) for a in self._alphas()]
+
+    def _search_alpha(self, val: tuple, W: torch.Tensor, b: torch.Tensor | None, T: torch.Tensor,
+                      residual: bool, scale: float) -> tuple[float, float, float]:
+        """(val top-1, -CE, alpha) of the best fusion weight at this checkpoint ("search")."""
+        y_val = val[1]
         best = None
-        for a in alphas:
-            fused = (zs_val + a * l_cmm) / (1.0 + a) if self.fusion else l_cmm
+        for a, fused in self._val_logits(val, W, b, T, residual, scale):
             acc = float((fused.argmax(1) == y_val).double().mean()) * 100.0
             cand = (acc, -float(F.cross_entropy(fused, y_val)), a)
             if best is None or cand[:2] > best[:2]:
@@ -290,13 +363,3 @@ class CMMClassifier(ClassifierMixin, BaseEstimator):
         """Fused logits l_zs + alpha_ l_cmm (l_cmm alone without fusion), shape (n, C)."""
         l_zs, l_cmm = self.decompose(np.asarray(X, dtype=np.float32))
         return l_zs + self.alpha_ * l_cmm if self.fusion else l_cmm
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """Softmax of the decision function."""
-        logits = self.decision_function(X)
-        z = np.exp(logits - logits.max(1, keepdims=True))
-        return z / z.sum(1, keepdims=True)
-
-    def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class index with the highest fused logit."""
-        return self.classes_[self.decision_function(X).argmax(1)]

@@ -10,9 +10,9 @@ import numpy as np
 
 from stages.errors import FitError
 
-METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "clap")
+METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp", "clap")
 #: what ``pipeline fit`` runs unless told otherwise; the further baselines (clap) are opt-in.
-DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f")
+DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp")
 
 ABLATIONS: dict[str, str] = {
     "no_triplet": "CMM without the triplet loss (lambda = 0)",
@@ -20,6 +20,7 @@ ABLATIONS: dict[str, str] = {
     "no_fusion": "CMM logits only, no zero-shot fusion",
     "plain_map": "v' = vW with W = I instead of the residual map",
     "bias": "add a trainable bias to the map",
+    "val_search": "CMM's previous selection: learning rate x checkpoint x alpha searched on val, no prior",
 }
 
 
@@ -61,6 +62,10 @@ def cmm_ablation_params(ablation: dict[str, bool] | None) -> dict:
         params["map"] = "plain"
     if "bias" in on:
         params["bias"] = True
+    if "val_search" in on:
+        from stages.fit.cmm import SEARCH_SETTINGS
+
+        params.update(SEARCH_SETTINGS)
     return params
 
 
@@ -68,18 +73,16 @@ def make_estimator(method: str, prototypes: np.ndarray, logit_scale: float, *, r
                    ablation: dict[str, bool] | None = None, device: str = "cpu"):
     """A fresh, unfitted estimator of ``method`` with the search grid ``pipeline fit`` uses."""
     from stages.fit import baselines
-    from stages.fit.cmm import CMMClassifier, DEFAULT_GRID
+    from stages.fit.cmm import CMMClassifier
 
     common = {"logit_scale": float(logit_scale), "random_state": int(random_state), "device": device}
     if method == "cmm":
-        fixed = cmm_ablation_params(ablation)
-        grid = {name: values for name, values in DEFAULT_GRID.items() if name not in fixed}
-        return CMMClassifier(prototypes, grid=grid, **fixed, **common)
+        return CMMClassifier(prototypes, **cmm_ablation_params(ablation), **common)
     if ablation and any(ablation.values()):
         raise FitError(f"ablations apply to cmm only, not to {method}")
     classes = {"zero_shot": "ZeroShotClassifier", "linear_probe": "LinearProbeClassifier",
                "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier",
-               "clap": "CLAPClassifier"}
+               "gda": "GDAClassifier", "lp_pp": "LPPlusPlusClassifier", "clap": "CLAPClassifier"}
     if method not in classes:
         raise FitError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")
     return getattr(baselines, classes[method])(prototypes, **common)

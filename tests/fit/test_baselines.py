@@ -1,4 +1,4 @@
-"""Baselines of stage two (zero-shot, linear probe, Tip-Adapter, Tip-Adapter-F) on synthetic CLIP-like features."""
+"""Baselines of stage two (zero-shot, linear probe, Tip-Adapter(-F), GDA, LP++) on synthetic CLIP-like features."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from sklearn.base import clone
 
 from cache.errors import UserError
-from stages.fit.baselines import (LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier,
-                                  ZeroShotClassifier)
+from stages.fit.baselines import (GDAClassifier, LinearProbeClassifier, LPPlusPlusClassifier, TipAdapterClassifier,
+                                  TipAdapterFClassifier, ZeroShotClassifier)
 from stages.fit.baselines.tip_cache import class_sums, equal_blocks
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.sampling import coop_sample
@@ -22,8 +22,10 @@ FAST = {  # small settings so the suite stays fast; the defaults' behaviour is t
     LinearProbeClassifier: {"C_grid": (0.1, 1.0, 10.0, 100.0, 1000.0)},
     TipAdapterClassifier: {},
     TipAdapterFClassifier: {"epochs": 5},
+    LPPlusPlusClassifier: {"epochs": 60},
 }
-ESTIMATORS = [ZeroShotClassifier, LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier]
+ESTIMATORS = [ZeroShotClassifier, LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier,
+              LPPlusPlusClassifier]
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +76,15 @@ def test_fitted_attributes_are_arrays_or_json(cls, data):
     assert not [k for k in vars(est) if k.startswith("_")], "no private state may outlive fit"
 
 
-@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier])
+@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier,
+                                 LPPlusPlusClassifier])
 def test_few_shot_baselines_beat_zero_shot(cls, data):
     zero_shot = ZeroShotClassifier(data["T"]).fit(data["X"], data["y"]).score(data["X_test"], data["y_test"])
     score = fit_val(make(cls, data), data).score(data["X_test"], data["y_test"])
     assert score > zero_shot + 0.1, (score, zero_shot)
 
 
-@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier])
+@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier])
 def test_search_on_val_and_defaults_without(cls, data):
     est = fit_val(make(cls, data), data)
     assert est.search_["selected_on"] == "val"
