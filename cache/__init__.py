@@ -3,10 +3,10 @@
 Knows nothing of CLIP: it stores arrays under content keys, writes them crash-safely and reads them back.
 """
 
-from cache.errors import CacheError, CacheLockedError, UserError
+from cache.errors import CacheError, CacheLockedError
 from cache.features import FeatureCache
-from cache.key import file_sha256, key_diff, key_digest
-from cache.layout import cache_path, partial_path
+from cache.key import key_diff, key_digest
+from cache.layout import partial_path
 from cache.lock import WriteLock
 from cache.reader import CacheReader
 from cache.writer import BlockArray, CacheWriter
@@ -18,10 +18,7 @@ __all__ = [
     "CacheReader",
     "CacheWriter",
     "FeatureCache",
-    "UserError",
     "WriteLock",
-    "cache_path",
-    "file_sha256",
     "key_diff",
     "key_digest",
     "partial_path",

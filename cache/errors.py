@@ -1,8 +1,6 @@
-"""Errors that carry a one-line message meant for the user."""
+"""Errors of the cache; they speak of the file and what is wrong with it, never of CLI options."""
 
-
-class UserError(Exception):
-    """An error caused by input the user can fix; the CLI prints it on one line."""
+from stages.shared.errors import UserError
 
 
 class CacheError(UserError):

@@ -8,9 +8,9 @@ import sys
 
 import click
 
-from cache.errors import CacheWriteError, UserError
 from pipeline import __version__
 from pipeline.commands import COMMANDS
+from stages.shared.errors import UserError
 
 
 class _Group(click.Group):
@@ -24,6 +24,8 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except UserError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            from cache.errors import CacheWriteError  # loaded already whenever one was raised
+
             if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -18,7 +18,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.baselines.common import cpu_threads_for
 from stages.fit.features import class_prototypes, l2_normalize
 

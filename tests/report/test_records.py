@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cache.errors import UserError
-from stages.errors import ReportError
+from stages.shared.errors import UserError
+from stages.shared.errors import ReportError
 from stages.report import build_report
 from stages.report.records import load_records
 
