@@ -19,7 +19,7 @@ import torch
 
 from cache import CacheWriter, FeatureCache, partial_path
 from cache.merge import merge_parts, part_path
-from cache.errors import CacheError
+from cache.errors import CacheError, CacheMismatchError
 from cache.features import image, text
 from stages.shared.errors import DatasetError, RequestError
 from stages.shared.naming import cache_file, legacy_cache_file, migration_hint
@@ -269,8 +269,8 @@ def _layout(writer: CacheWriter, reader, loaded: LoadedModel, plan: _Plan, reque
                                attrs={"seed": request.aug_seed, "transform": "RandomResizedCrop(scale=(0.5, 1), "
                                       "bicubic) + RandomHorizontalFlip"})
             if int(aug.dataset.attrs["seed"]) != request.aug_seed:
-                raise CacheError(f"{writer.path}: augmented views were made with seed {aug.dataset.attrs['seed']}, "
-                                 f"requested {request.aug_seed}; pass --force to rebuild")
+                raise CacheMismatchError(f"{writer.path}: augmented views were made with seed "
+                                         f"{aug.dataset.attrs['seed']}, requested {request.aug_seed}")
             for view in range(request.aug_views):
                 arrays.add(split, aug, None, (view,), view)
     return arrays
