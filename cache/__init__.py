@@ -1,6 +1,8 @@
 """The feature store: one self-describing HDF5 file per dataset x model x weights.
 
-Knows nothing of CLIP: it stores arrays under content keys, writes them crash-safely and reads them back.
+Knows nothing of models, methods or the CLI: it stores arrays under content keys, writes them crash-safely and
+reads them back; ``features`` serves the one layout it holds (image features by split and position, text
+features by template set) without defaults of its own. Where a file lives is ``stages.shared.naming``.
 """
 
 from cache.errors import CacheError, CacheLockedError

@@ -53,7 +53,10 @@ class FeatureCache(CacheReader):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.attrs.get("logit_scale", 100.0))
+        """The scale the encoder that wrote the file multiplies its cosine logits by (stored by the writer)."""
+        if "logit_scale" not in self.file.attrs:
+            raise CacheMissingError(f"{self.path} has no logit_scale attribute", what="array", name="logit_scale")
+        return float(self.file.attrs["logit_scale"])
 
     @property
     def parent_class_ids(self) -> np.ndarray | None:

@@ -47,7 +47,7 @@ class Runtime:
         return block % world == rank
 
 
-class _Images(Dataset):
+class ImageSet(Dataset):
     """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
 
     def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
@@ -73,7 +73,7 @@ class _Images(Dataset):
 class ImageJob:
     """One block array to fill with the encoded images of one split (or one augmented view of it)."""
 
-    images: _Images
+    images: ImageSet
     array: BlockArray
     lead_index: tuple[int, ...] = ()
     bad: BlockArray | None = None

@@ -25,7 +25,7 @@ from stages.shared.errors import DatasetError, RequestError
 from stages.shared.naming import cache_file, legacy_cache_file, migration_hint
 from stages.shared.sampling import coop_sample
 from stages.extract.datasets import open_dataset
-from stages.extract.encode import ImageJob, Runtime, Throughput, _Images, encode_jobs, encode_texts
+from stages.extract.encode import ImageJob, Runtime, Throughput, ImageSet, encode_jobs, encode_texts
 from stages.extract.models import LoadedModel, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
@@ -284,7 +284,7 @@ def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: R
         positions = writer.file[image(split, "positions")][()]
         relpaths = [str(p) for p in writer.file[image(split, "paths")].asstr()[()][positions]]
         transform = loaded.preprocess if view is None else aug
-        images = _Images(reader, relpaths, positions, transform, loaded.image_size,
+        images = ImageSet(reader, relpaths, positions, transform, loaded.image_size,
                          aug_seed=None if view is None else request.aug_seed, view=view or 0)
         jobs.append(ImageJob(images, array, lead, bad))
     return encode_jobs(loaded.model, jobs, runtime, progress=meter)  # one DataLoader for every split and view
