@@ -154,3 +154,17 @@ def test_a_minimal_record_reads_with_defaults(tmp_path) -> None:
     record = read_record(path)
     assert isinstance(record, RunRecord) and record.method_label == "cmm" and record.random_weights
     assert record.params_path is None and record.shift == {} and record.name == "RN50__none"
+
+
+def test_fit_names_an_old_run_folder_of_the_same_model_and_how_to_move_it(base, tmp_path) -> None:
+    source = replace(base, model="hf-hub:timm/ViT-B-16-SigLIP", weights="hf-hub:timm/ViT-B-16-SigLIP")
+    runs = tmp_path / "runs"
+    [new] = fit_runs(source, runs_dir=runs, methods=["zero_shot"], shots=[1], seeds=[1], progress=lambda _: None)
+    old_folder = runs / source.dataset / "hf-hub_timm_ViT-B-16-SigLIP__hf-hub_timm_ViT-B-16-SigLIP"
+    shutil.move(str(new.parents[1]), str(old_folder))  # what an earlier version wrote
+    lines: list[str] = []
+    fit_runs(source, runs_dir=runs, methods=["zero_shot"], shots=[1], seeds=[1], progress=lines.append)
+    [note] = [line for line in lines if line.startswith("note:")]
+    assert f"mv '{old_folder}' '{new.parents[1]}'" in note
+    records, skipped = load_records(runs, lambda _: None)
+    assert [r.path for r in records] == [new] and len(skipped) == 1  # the old copy is not counted twice
