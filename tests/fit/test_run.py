@@ -178,3 +178,14 @@ def test_crafted_names_cannot_write_outside_the_runs_folder(source, tmp_path):
     dataset, name = path.relative_to(tmp_path / "runs").parts[:2]
     assert re.fullmatch(r"unnamed-[0-9a-f]{8}", dataset)  # '..' has nothing readable: only its hash
     assert re.fullmatch(r"x-[0-9a-f]{8}__etc_y-[0-9a-f]{8}", name)
+
+
+def test_both_feature_sources_meet_the_protocol_fit_is_typed_with(source):
+    from cache import FeatureCache
+    from stages.fit.source import FeatureSource
+
+    assert isinstance(source, FeatureSource)
+    members = [name for name in dir(FeatureSource) if not name.startswith("_")]
+    members += list(FeatureSource.__annotations__)
+    missing = [name for name in members if not hasattr(FeatureCache, name)]
+    assert missing == [] and "positions" in members and "skipped_paths" in members
