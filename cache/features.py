@@ -149,7 +149,8 @@ class FeatureCache(CacheReader):
     def _require_split(self, split: str) -> None:
         if image(split, "labels") not in self:
             raise CacheMissingError(
-                f"{self.path} has no '{split}' split (has: {', '.join(self.splits) or 'none'})", what="split", name=split)
+                f"{self.path} has no '{split}' split (has: {', '.join(self.splits) or 'none'})",
+                what="split", name=split)
 
     # -- text ----------------------------------------------------------------------------------------
     def templates(self, template_set: str) -> list[str]:

@@ -29,7 +29,8 @@ def hint(error: Exception, command: str | None) -> str | None:
             return "run pipeline extract first"
         if what in EXTRACT_OPTION:
             option = EXTRACT_OPTION[what].format(name=name)
-            return f"extract it with pipeline extract {option}" + (" or use another subset" if what == "positions" else "")
+            other = " or use another subset" if what == "positions" else ""
+            return f"extract it with pipeline extract {option}{other}"
         return "run pipeline extract with the option that writes it"
     return None
 

@@ -87,7 +87,8 @@ def test_the_check_catches_each_kind_of_crossing(tmp_path: Path) -> None:
         "stages/shared/d.py": "from cache import FeatureCache\n",            # the contracts reaching out
         "stages/extract/e.py": "from pipeline.options import open_cache\n",  # a stage reaching the CLI
         "pipeline/commands/f.py": "from pipeline.commands.g import x\n",     # a sibling command
-        "stages/fit/ok.py": "from stages.shared.record import RunRecord\nfrom cache import FeatureCache\nfrom . import a\n",
+        "stages/fit/ok.py": ("from stages.shared.record import RunRecord\nfrom cache import FeatureCache\n"
+                             "from . import a\n"),
         "cache/ok.py": "from stages.shared.errors import UserError\nimport numpy\n",
         "pipeline/commands/g.py": "from pipeline.options import open_cache\nfrom stages.fit.run import fit_runs\n",
     }

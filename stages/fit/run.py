@@ -24,8 +24,8 @@ from stages.fit.methods import make_estimator, method_label
 from stages.fit.persist import save_fitted
 from stages.fit.source import FeatureSource
 from stages.shared.naming import migration_hint
-from stages.shared.record import (PARAMS_SUFFIX, RECORD_GLOB, TRAIN_VIEWS, RunRecord, read_record, record_path,
-                                  run_folder, write_record)
+from stages.shared.record import (PARAMS_SUFFIX, TRAIN_VIEWS, RunRecord, older_run_folders, read_record,
+                                  record_path, run_folder, write_record)
 from stages.shared.sampling import coop_sample, read_subset, subset_name
 
 
@@ -141,23 +141,10 @@ def _existing(path: Path, key: str) -> bool:
     return record.cache.get("key") == key and path.with_suffix(PARAMS_SUFFIX).is_file()
 
 
-def _legacy_folders(runs_dir: Path, folder: Path, info: dict) -> list[Path]:
-    """Other folders of ``runs_dir/<dataset>`` holding runs of this model x weights (older naming)."""
-    found = []
-    for other in sorted(p for p in folder.parent.glob("*") if p.is_dir() and p != folder):
-        first = next(other.glob(f"*/{RECORD_GLOB}"), None)
-        try:
-            record = read_record(first) if first is not None else None
-        except RecordError:
-            continue
-        if record is not None and (record.model, record.weights) == (info["model"], info["weights"]):
-            found.append(other)
-    return found
-
-
-def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int], runs_dir: Path,
-             template_set: str = "coop", train_views: str = "plain", ablation: dict[str, bool] | None = None,
-             subsets_dir: Path | None = None, eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
+def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
+             runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
+             ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
+             eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
              device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
     """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
     if train_views not in TRAIN_VIEWS:
@@ -169,7 +156,7 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
     if text.shape[0] != len(classes):
         raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
     folder = run_folder(runs_dir, source.dataset, info["model"], info["weights"])
-    for old in _legacy_folders(Path(runs_dir), folder, info):
+    for old in older_run_folders(folder, info["model"], info["weights"]):
         progress(f"note: {migration_hint(old, folder)} (else its runs are fitted again)")
     test = LazyTestSplit(source)
     shifts = {name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()}

@@ -113,7 +113,8 @@ def local_dir_identity(folder: Path) -> str:
         raise ModelError(f"model folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES + (".json",))
     if not (folder / "open_clip_config.json").is_file():
-        raise ModelError(f"{folder / 'open_clip_config.json'} not found; a local-dir: model needs it beside its weights")
+        raise ModelError(f"{folder / 'open_clip_config.json'} not found; "
+                         "a local-dir: model needs it beside its weights")
     if not any(p.suffix in (".bin", ".pth", ".safetensors") for p in files):
         raise ModelError(f"no weights (.safetensors, .bin or .pth) in {folder}; put the checkpoint there")
     for path in files:

@@ -35,6 +35,20 @@ def record_path(runs_dir: str | Path, dataset: str, model: str, weights: str, me
     return run_folder(runs_dir, dataset, model, weights) / name_part(method_label) / f"shots{shots}_seed{seed}.json"
 
 
+def older_run_folders(folder: Path, model: str, weights: str) -> list[Path]:
+    """Other folders beside ``folder`` holding runs of this model x weights: the naming of an older version."""
+    found = []
+    for other in sorted(p for p in folder.parent.glob("*") if p.is_dir() and p != folder):
+        first = next(other.glob(f"*/{RECORD_GLOB}"), None)
+        try:
+            record = read_record(first) if first is not None else None
+        except RecordError:
+            continue
+        if record is not None and (record.model, record.weights) == (model, weights):
+            found.append(other)
+    return found
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One fit: what was fitted on which cache, what was chosen on val, and its scores (docs/records.md)."""
@@ -210,7 +224,7 @@ def _number(low: float | None = None, high: float | None = None) -> Callable[[An
     def check(value: Any) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         if not ok or (low is not None and value < low) or (high is not None and value > high):
-            bounds = "" if low is None and high is None else f" in [{low}, {high}]" if high is not None else f" >= {low}"
+            bounds = "" if low is None else f" in [{low}, {high}]" if high is not None else f" >= {low}"
             raise _Bad("a finite number" + bounds, value)
         return value
     return check
