@@ -25,7 +25,8 @@ from stages.shared.errors import DatasetError, RequestError
 from stages.shared.naming import cache_file, legacy_cache_file, migration_hint
 from stages.shared.sampling import coop_sample
 from stages.extract.datasets import open_dataset
-from stages.extract.encode import ImageJob, Runtime, Throughput, ImageSet, encode_jobs, encode_texts
+from stages.extract.encode import (ImageJob, ImageSet, Runtime, Throughput, encode_jobs, encode_texts,
+                                   todo_blocks)
 from stages.extract.models import LoadedModel, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
@@ -241,10 +242,8 @@ class _Arrays:
     def todo_rows(self, runtime: Runtime) -> list[range]:
         out = []
         for _, array, bad, lead, _ in self.entries:
-            missing = {i[-1] for i in array.missing() if tuple(i[:-1]) == lead}
-            if bad is not None and not lead:
-                missing |= {i[-1] for i in bad.missing()}
-            out += [range(array.rows(b).start, array.rows(b).stop) for b in missing if runtime.owns(b)]
+            blocks = todo_blocks(array, bad, lead, runtime)
+            out += [range(array.rows(b).start, array.rows(b).stop) for b in blocks]
         return out
 
 
