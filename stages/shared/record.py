@@ -277,7 +277,8 @@ def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _metrics(value: Any) -> dict:
-    """test_top1 (required) and val_top1 in percent, shift {dataset: percent}; other metrics numbers or null."""
+    """test_top1 (required) and val_top1 in percent, shift {dataset: percent}; any other metric a number, null,
+    a list of numbers or an object of numbers (so metrics added later read without a schema change)."""
     if not isinstance(value, dict):
         raise _Bad("an object", value)
     if "test_top1" not in value:
@@ -291,6 +292,8 @@ def _metrics(value: Any) -> dict:
                 out[key] = _mapping(_PERCENT, "percentages")(element)
             elif isinstance(element, dict):
                 out[key] = _mapping(_optional(_number()), "numbers")(element)
+            elif isinstance(element, list):
+                out[key] = _list(_number(), "finite numbers")(element)
             elif key == "val_top1" or element is not None:
                 out[key] = _optional(_PERCENT if key == "val_top1" else _number())(element)
         except _Bad as bad:
