@@ -1,12 +1,14 @@
 """The feature store: one self-describing HDF5 file per dataset x model x weights.
 
-Knows nothing of CLIP: it stores arrays under content keys, writes them crash-safely and reads them back.
+Knows nothing of models, methods or the CLI: it stores arrays under content keys, writes them crash-safely and
+reads them back; ``features`` serves the one layout it holds (image features by split and position, text
+features by template set) without defaults of its own. Where a file lives is ``stages.shared.naming``.
 """
 
-from cache.errors import CacheError, CacheLockedError, UserError
+from cache.errors import CacheError, CacheLockedError
 from cache.features import FeatureCache
-from cache.key import file_sha256, key_diff, key_digest
-from cache.layout import cache_path, partial_path
+from cache.key import key_diff, key_digest
+from cache.layout import partial_path
 from cache.lock import WriteLock
 from cache.reader import CacheReader
 from cache.writer import BlockArray, CacheWriter
@@ -18,10 +20,7 @@ __all__ = [
     "CacheReader",
     "CacheWriter",
     "FeatureCache",
-    "UserError",
     "WriteLock",
-    "cache_path",
-    "file_sha256",
     "key_diff",
     "key_digest",
     "partial_path",

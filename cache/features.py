@@ -9,7 +9,7 @@ attrs                                  format, schema_version, key, key.<field>.
 /image/<split>/paths         (N,)      str, relative to the dataset's image folder
 /image/<split>/positions     (M,)      int64, sorted: the items that are encoded (all N unless asked otherwise)
 /image/<split>/features      (M, D)    raw encoder output, one row per encoded position
-/image/<split>/bad           (M,)      uint8, 1 where the image could not be decoded (--skip-bad)
+/image/<split>/bad           (M,)      uint8, 1 where the image could not be decoded (skipped)
 /image/<split>/aug_features  (V, M, D) augmented views (train only, optional)
 /text/<set>/templates        (L,)      str
 /text/<set>/features         (C, L, D) one row per (class, template)
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheError, CacheMissingError
 from cache.reader import CacheReader
 
 
@@ -53,7 +53,10 @@ class FeatureCache(CacheReader):
 
     @property
     def logit_scale(self) -> float:
-        return float(self.attrs.get("logit_scale", 100.0))
+        """The scale the encoder that wrote the file multiplies its cosine logits by (stored by the writer)."""
+        if "logit_scale" not in self.file.attrs:
+            raise CacheMissingError(f"{self.path} has no logit_scale attribute", what="array", name="logit_scale")
+        return float(self.file.attrs["logit_scale"])
 
     @property
     def parent_class_ids(self) -> np.ndarray | None:
@@ -131,10 +134,9 @@ class FeatureCache(CacheReader):
         rows = np.clip(rows, 0, max(len(stored) - 1, 0))
         missing = positions[(stored[rows] != positions) if len(stored) else np.ones(len(positions), bool)]
         if len(missing):
-            raise CacheError(
-                f"{self.path}: {len(missing)} requested {split} position(s) are not encoded (e.g. {int(missing[0])}); "
-                "extract them (pipeline extract --subset-shots/--subset-seeds for these subsets) or use another subset"
-            )
+            raise CacheMissingError(
+                f"{self.path}: {len(missing)} requested {split} position(s) are not encoded (e.g. {int(missing[0])})",
+                what="positions", name=split)
         if image(split, "bad") in self:
             bad = self.read(image(split, "bad"))[rows] == 1
             if bad.any():
@@ -146,10 +148,9 @@ class FeatureCache(CacheReader):
 
     def _require_split(self, split: str) -> None:
         if image(split, "labels") not in self:
-            raise CacheError(
-                f"{self.path} has no '{split}' split (has: {', '.join(self.splits) or 'none'}); "
-                "extract it with --splits"
-            )
+            raise CacheMissingError(
+                f"{self.path} has no '{split}' split (has: {', '.join(self.splits) or 'none'})",
+                what="split", name=split)
 
     # -- text ----------------------------------------------------------------------------------------
     def templates(self, template_set: str) -> list[str]:
@@ -163,7 +164,6 @@ class FeatureCache(CacheReader):
 
     def _require_set(self, template_set: str) -> None:
         if text(template_set, "features") not in self:
-            raise CacheError(
-                f"{self.path} has no template set '{template_set}' (has: {', '.join(self.template_sets) or 'none'}); "
-                f"add it with pipeline extract --templates {template_set}"
-            )
+            raise CacheMissingError(
+                f"{self.path} has no template set '{template_set}' (has: {', '.join(self.template_sets) or 'none'})",
+                what="template_set", name=template_set)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Mapping
 
 
@@ -22,15 +21,6 @@ def key_diff(expected: Mapping[str, object], found: Mapping[str, object]) -> lis
         if want is None or have is None or str(want) != str(have):
             lines.append(f"{name}: cache has {_show(have)}, requested {_show(want)}")
     return lines
-
-
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hash a file's bytes; used for weights files and split files in keys."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk_bytes), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _show(value: object) -> str:

@@ -39,8 +39,7 @@ class WriteLock:
                     holder = _read_holder(fd)
                     os.close(fd)
                     raise CacheLockedError(
-                        f"{self.path.with_suffix('')} is being written by another process{holder}; "
-                        "wait for it to finish or pass --wait SECONDS"
+                        f"{self.path.with_suffix('')} is being written by another process{holder}"
                     ) from None
                 time.sleep(self.poll)
         os.ftruncate(fd, 0)

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError
 from cache.layout import DONE_SUFFIX, done_name
 from cache.reader import read_key_fields
 from cache.writer import BlockArray, CacheWriter
@@ -29,9 +29,9 @@ def merge_parts(path: str | Path, parts: Sequence[Path], key: Mapping[str, objec
         raise CacheError(f"no part files to merge into {path}")
     for part in parts:
         if not Path(part).exists():
-            raise CacheError(f"part file {part} is missing; rerun the extraction on every rank")
+            raise CacheIncompleteError(f"part file {part} is missing; every rank must write its part")
         if read_key_fields(part) != {k: str(v) for k, v in key.items()}:
-            raise CacheError(f"part file {part} was made for other inputs; rerun with --force")
+            raise CacheMismatchError(f"part file {part} was made for other inputs")
     with h5py.File(parts[0], "r") as first:
         attrs = {k: v for k, v in first.attrs.items() if k not in ("format", "schema_version", "key", "created")
                  and not k.startswith("key.")}

@@ -9,7 +9,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from cache.errors import CacheError
+from cache.errors import CacheIncompleteError, CacheMismatchError, CacheMissingError
 from cache.key import key_diff
 from cache.layout import DONE_SUFFIX, FORMAT, SCHEMA_VERSION, partial_path
 
@@ -70,10 +70,7 @@ class CacheReader:
         """Refuse a cache built for other inputs, naming every field that differs."""
         diff = key_diff(expected, self.key_fields)
         if diff:
-            raise CacheError(
-                f"{self.path} was built for different inputs ({'; '.join(diff)}); "
-                "re-extract with matching options or pass --force to rebuild"
-            )
+            raise CacheMismatchError(f"{self.path} was built for different inputs ({'; '.join(diff)})")
 
     def __contains__(self, name: str) -> bool:
         return name in self.file
@@ -96,9 +93,6 @@ class CacheReader:
         selection = (slice(None),) * axis + (unique,)
         return np.take(self._dataset(name)[selection], inverse, axis=axis)
 
-    def group_attrs(self, name: str) -> dict[str, object]:
-        return {k: _plain(v) for k, v in self.file[name].attrs.items()}
-
     def incomplete(self) -> list[str]:
         return incomplete_arrays(self.file)
 
@@ -116,18 +110,17 @@ class CacheReader:
 
     def _dataset(self, name: str) -> h5py.Dataset:
         if name not in self.file:
-            raise CacheError(f"{self.path} has no '{name}'; run pipeline extract with the option that writes it")
+            raise CacheMissingError(f"{self.path} has no '{name}'", what="array", name=name)
         return self.file[name]
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(self, require_complete: bool) -> None:
         if not self.path.exists():
-            hint = " (an unfinished write exists: rerun pipeline extract to resume it)" if partial_path(
-                self.path
-            ).exists() else ""
-            raise CacheError(f"no cache file at {self.path}{hint}; run pipeline extract first")
+            if partial_path(self.path).exists():
+                raise CacheIncompleteError(f"no cache file at {self.path}, only an unfinished write of it")
+            raise CacheMissingError(f"no cache file at {self.path}")
         if not h5py.is_hdf5(self.path):
-            raise CacheError(f"{self.path} is not an HDF5 file (truncated or corrupt?); pass --force to rebuild it")
+            raise CacheMismatchError(f"{self.path} is not an HDF5 file (truncated or corrupt?)")
         try:
             f = self.file
             fmt = f.attrs.get("format")
@@ -135,27 +128,27 @@ class CacheReader:
             incomplete = incomplete_arrays(f) if require_complete else []
         except (OSError, KeyError, RuntimeError) as exc:
             self.close()
-            raise CacheError(f"{self.path} cannot be read ({exc}); pass --force to rebuild it") from None
+            raise CacheMismatchError(f"{self.path} cannot be read ({exc})") from None
         if _plain(fmt) != FORMAT:
             self.close()
-            raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' "
-                             "tag); pass --force to replace it, or choose another --cache-dir")
+            raise CacheMismatchError(f"{self.path} is an HDF5 file but not a feature cache of this tool "
+                                     f"(no '{FORMAT}' tag)")
         if version is None or int(version) > SCHEMA_VERSION:
             self.close()
-            raise CacheError(
+            raise CacheMismatchError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "
-                f"({SCHEMA_VERSION}); upgrade the pipeline package, or pass --force to rebuild it with this version"
+                f"({SCHEMA_VERSION}); upgrade cmm-pipeline, or rebuild the file with this version"
             )
         if incomplete:
             self.close()
-            raise CacheError(f"{self.path} is incomplete ({', '.join(incomplete)}); rerun pipeline extract to finish it")
+            raise CacheIncompleteError(f"{self.path} is incomplete ({', '.join(incomplete)})")
 
 
 def read_key_fields(path: str | Path) -> dict[str, str]:
     """The key fields of any cache file, finished or not (raises if the file cannot be read)."""
     with h5py.File(path, "r") as f:
         if _plain(f.attrs.get("format")) != FORMAT:
-            raise CacheError(f"{path} is not a feature cache of this tool")
+            raise CacheMismatchError(f"{path} is not a feature cache of this tool")
         return {k[4:]: str(v) for k, v in f.attrs.items() if k.startswith("key.")}
 
 

@@ -20,7 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
-from cache.errors import CacheError, CacheWriteError
+from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError, CacheValueError, CacheWriteError
 from cache.key import key_diff, key_digest
 from cache.layout import FORMAT, SCHEMA_VERSION, done_name, partial_path
 from cache.lock import WriteLock
@@ -70,9 +70,9 @@ class BlockArray:
             raise ValueError(f"{self.name} block {index}: got shape {data.shape}, expected {expected}")
         if data.dtype.kind == "f" and not np.isfinite(data).all():
             bad = int((~np.isfinite(data)).any(axis=tuple(range(1, data.ndim))).sum()) if data.ndim > 1 else 1
-            raise CacheError(
+            raise CacheValueError(
                 f"refusing to write {bad} row(s) with NaN/Inf into {self.name} (rows {rows.start}-{rows.stop - 1}); "
-                "the model overflowed or is broken: try --precision fp32"
+                "the model overflowed or is broken"
             )
         self.dataset[tuple(lead_index) + (rows,)] = data.astype(self.dataset.dtype, copy=False)
         self._file.flush()
@@ -162,7 +162,7 @@ class CacheWriter:
             return None
         return CacheWriteError(
             f"writing {self.partial} failed ({reason}); {self.path} is unchanged. Free disk space or fix the "
-            "folder, then rerun pipeline extract: it resumes from the last complete block"
+            "folder: a rerun resumes from the last complete block"
         )
 
     def _open(self) -> None:
@@ -176,10 +176,7 @@ class CacheWriter:
             found = CacheReader(self.path, require_complete=False).key_fields
             diff = key_diff(self.key, found)
             if diff:
-                raise CacheError(
-                    f"{self.path} was built for different inputs ({'; '.join(diff)}); "
-                    "pass --force to rebuild it or choose another --cache-dir"
-                )
+                raise CacheMismatchError(f"{self.path} was built for different inputs ({'; '.join(diff)})")
             try:
                 shutil.copy2(self.path, self.partial)
             except BaseException:
@@ -233,9 +230,7 @@ class CacheWriter:
         if name in self._f:
             stored = self._f[name].asstr()[()] if is_text else self._f[name][()]
             if stored.shape != values.shape or not np.array_equal(stored, values.astype(stored.dtype)):
-                raise CacheError(
-                    f"{self.path}: {name} differs from the stored one; pass --force to rebuild the cache"
-                )
+                raise CacheMismatchError(f"{self.path}: {name} differs from the stored one")
             return
         if is_text:
             dataset = self._f.create_dataset(name, data=values.astype(str).astype(object), dtype=STRING)
@@ -260,9 +255,9 @@ class CacheWriter:
         if name in self._f:
             found = self._f[name]
             if tuple(found.shape) != tuple(shape) or found.dtype != dtype:
-                raise CacheError(
+                raise CacheMismatchError(
                     f"{self.path}: {name} is stored as {found.dtype}{tuple(found.shape)}, requested "
-                    f"{dtype}{tuple(shape)}; pass --force to rebuild the cache"
+                    f"{dtype}{tuple(shape)}"
                 )
             return BlockArray(self._f, name)
         if any(n <= 0 for n in shape):
@@ -277,13 +272,6 @@ class CacheWriter:
         self._f.flush()
         return BlockArray(self._f, name)
 
-    def set_attrs(self, name: str, attrs: Mapping[str, object]) -> None:
-        """Set attributes on a group or dataset (created as a group when missing)."""
-        target = self._f.require_group(name) if name not in self._f else self._f[name]
-        for attr, value in attrs.items():
-            target.attrs[attr] = value
-        self._f.flush()
-
     # -- commit --------------------------------------------------------------------------------------
     def incomplete(self) -> list[str]:
         """Names of the arrays that still have missing blocks."""
@@ -293,7 +281,7 @@ class CacheWriter:
         """Make the write visible: close the partial file and rename it over the final path atomically."""
         missing = self.incomplete()
         if missing:
-            raise CacheError(f"{self.partial}: cannot commit, arrays still incomplete: {', '.join(missing)}")
+            raise CacheIncompleteError(f"{self.partial}: cannot commit, arrays still incomplete: {', '.join(missing)}")
         self._f.flush()
         self.file.close()
         self.file = None

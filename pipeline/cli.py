@@ -8,9 +8,10 @@ import sys
 
 import click
 
-from cache.errors import CacheWriteError, UserError
 from pipeline import __version__
 from pipeline.commands import COMMANDS
+from pipeline.hints import with_hint
+from stages.shared.errors import UserError
 
 
 class _Group(click.Group):
@@ -23,7 +24,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {with_hint(exc, ctx.invoked_subcommand)}", fg="red", err=True)
+            from cache.errors import CacheWriteError  # loaded already whenever one was raised
+
             if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)
                 sys.stdout.flush()
                 sys.stderr.flush()

@@ -1,8 +1,12 @@
-"""Parsing helpers shared by the subcommands: comma lists and integer lists with clear errors."""
+"""Parsing helpers shared by the subcommands: comma lists and integer lists with clear errors, cache options."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
+
+from pipeline.settings import CACHE_DIR_ENV, default_cache_dir
 
 
 def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
@@ -32,3 +36,34 @@ def name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if not items:
         raise click.BadParameter("give at least one name")
     return items
+
+
+def cache_options(command):
+    """--dataset/--model/--pretrained/--cache-dir/--cache: which cache file to read (fit, subsets)."""
+    options = [
+        click.option("--dataset", default="digits", show_default=True, help="Dataset key of the cache."),
+        click.option("--model", default="ViT-B-32", show_default=True, help="Model the cache was extracted with."),
+        click.option("--pretrained", default="openai", show_default=True,
+                     help="Weights the cache was extracted with (tag, file or none)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CACHE_DIR_ENV,
+                     default=default_cache_dir, show_default=f"work_dir/cache, env {CACHE_DIR_ENV}"),
+        click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="A cache file to read directly (overrides the four options above)."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: str, pretrained: str):
+    """The FeatureCache given by --cache, else the one named by the cache options (stages.shared.naming)."""
+    from cache import FeatureCache
+    from cache.errors import CacheError
+    from stages.shared.naming import cache_file as locate, legacy_cache_file, migration_hint
+
+    if cache_file is None:
+        cache_file = locate(cache_dir, dataset, model, pretrained)
+        old = legacy_cache_file(cache_dir, dataset, model, pretrained)
+        if old != cache_file and old.exists() and not cache_file.exists():
+            raise CacheError(migration_hint(old, cache_file))
+    return FeatureCache(cache_file)

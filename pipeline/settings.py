@@ -16,8 +16,3 @@ def default_cache_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "work_dir/runs"))
-
-
-def default_data_root() -> Path | None:
-    value = os.environ.get(DATA_ROOT_ENV)
-    return Path(value) if value else None

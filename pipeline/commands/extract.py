@@ -22,7 +22,7 @@ def _dataset_key(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from stages.errors import ModelError
+    from stages.shared.errors import ModelError
     from stages.extract.models import check_model_name
 
     try:

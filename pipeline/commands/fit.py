@@ -6,35 +6,11 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list
-from pipeline.settings import CACHE_DIR_ENV, RUNS_DIR_ENV, default_cache_dir, default_runs_dir
+from pipeline.options import cache_options, name_list, open_cache, positive_int_list
+from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
 
 DEFAULT_METHODS = ",".join(DEFAULT)
-
-
-def cache_options(command):
-    """--dataset/--model/--pretrained/--cache-dir/--cache: which cache file to read."""
-    options = [
-        click.option("--dataset", default="digits", show_default=True, help="Dataset key of the cache."),
-        click.option("--model", default="ViT-B-32", show_default=True, help="Model the cache was extracted with."),
-        click.option("--pretrained", default="openai", show_default=True,
-                     help="Weights the cache was extracted with (tag, file or none)."),
-        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), envvar=CACHE_DIR_ENV,
-                     default=default_cache_dir, show_default=f"work_dir/cache, env {CACHE_DIR_ENV}"),
-        click.option("--cache", "cache_file", type=click.Path(dir_okay=False, path_type=Path),
-                     help="A cache file to read directly (overrides the four options above)."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: str, pretrained: str):
-    from cache import FeatureCache
-    from stages.extract.run import cache_file as locate
-
-    return FeatureCache(cache_file or locate(cache_dir, dataset, model, pretrained))
 
 
 @click.command()

@@ -8,6 +8,7 @@ import click
 
 from cache import CacheReader
 from cache.reader import incomplete_arrays
+from stages.shared.naming import model_name
 
 
 @click.command()
@@ -21,6 +22,8 @@ def info(cache_file: Path) -> None:
     for name in ("dataset", "model", "weights", "created"):
         if name in attrs:
             click.echo(f"{name + ':':<9}{attrs[name]}")
+    if "model" in attrs and "weights" in attrs:
+        click.echo(f"name:    {model_name(str(attrs['model']), str(attrs['weights']))}  (runs and report files use it)")
     if attrs.get("random_weights"):
         click.secho("weights: RANDOM (--pretrained none): features are not CLIP features", fg="yellow")
     click.echo(f"key:     {reader.key}")

@@ -7,9 +7,6 @@ import json
 from pathlib import Path
 
 import click
-import numpy as np
-
-from cache.errors import UserError
 
 
 @click.command()
@@ -27,53 +24,26 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     Images are encoded with the same model, weights and preprocessing as the run's cache; a mismatch is
     refused, naming what differs.
     """
-    from cache import FeatureCache
-    from stages.extract.files import encode_files
-    from stages.extract.models import load_model
+    from stages.extract.files import encode_like_cache
     from stages.fit.persist import load_fitted
+    from stages.shared.errors import RecordError
+    from stages.shared.record import read_record
 
     if out_file is not None and out_file.suffix not in (".csv", ".json"):
         raise click.BadParameter(f"'{out_file}' must end in .csv or .json", param_hint="--out")
-    record = _read_record(run_record)
-    cache = FeatureCache(record["cache"]["path"])
-    if cache.key != record["cache"]["key"]:
-        raise UserError(f"{cache.path} changed since {run_record} was fitted (key differs); refit the run")
-    attrs = cache.attrs
-    loaded = load_model(str(attrs.get("model_arg", attrs["model"])), pretrained or str(attrs.get("pretrained_arg", "none")),
-                        weights_tag=attrs.get("weights_tag") or None)
-    model_fields = {k: cache.key_fields.get(k) for k in loaded.key_fields}
-    from cache.key import key_diff
-
-    diff = key_diff(loaded.key_fields, model_fields)
-    if diff:
-        raise UserError(f"the model loaded now differs from the one that built {cache.path} ({'; '.join(diff)}); "
-                        "point --pretrained at the original weights")
+    record = read_record(run_record)
+    if not isinstance(record.cache.get("path"), str) or not isinstance(record.cache.get("key"), str):
+        raise RecordError(run_record, "is not a run record of pipeline fit (no cache path/key)")
+    features = encode_like_cache(record.cache["path"], record.cache["key"], list(images), pretrained=pretrained,
+                                 device=device)
     fitted = load_fitted(run_record)
-    probabilities = fitted.predict_proba(encode_files(loaded, list(images), device=device))
-    rows = _top_k(images, probabilities, fitted.classes, top_k)
+    rows = [{"image": str(path), "top": top} for path, top in zip(images, fitted.top_k(features, top_k))]
     for row in rows:
         best = ", ".join(f"{name} {p:.1%}" for name, p in row["top"])
         click.echo(f"{row['image']}: {best}")
     if out_file is not None:
         _write(out_file, rows)
         click.echo(f"wrote {out_file}")
-
-
-def _read_record(path: Path) -> dict:
-    try:
-        record = json.loads(path.read_text())
-        record["cache"]["path"], record["cache"]["key"]
-        return record
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a run record of pipeline fit (no cache path/key)") from None
-
-
-def _top_k(images, probabilities: np.ndarray, classes: list[str], k: int) -> list[dict]:
-    rows = []
-    for path, p in zip(images, probabilities):
-        order = np.argsort(-p)[:k]
-        rows.append({"image": str(path), "top": [(classes[i], float(p[i])) for i in order]})
-    return rows
 
 
 def _write(out_file: Path, rows: list[dict]) -> None:

@@ -7,8 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
-
-FORMATS = ("md", "csv", "json", "tex")
+from stages.report.render import FORMATS
 
 
 @click.command()

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.commands.fit import cache_options, open_cache
-from pipeline.options import positive_int_list
+from pipeline.options import cache_options, open_cache, positive_int_list
 
 
 @click.command()
@@ -24,7 +23,7 @@ def subsets(split_file, dataset, model, pretrained, cache_dir, cache_file, shots
     The positions index the split lists in file order, exactly as CoOp draws them, so the files match
     published subsets item for item; pass the folder to pipeline fit --subsets to reuse them.
     """
-    from stages.fit.sampling import read_split_labels, write_subsets
+    from stages.shared.sampling import read_split_labels, write_subsets
 
     if split_file is not None:
         train, val = read_split_labels(split_file)

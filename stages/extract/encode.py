@@ -47,7 +47,7 @@ class Runtime:
         return block % world == rank
 
 
-class _Images(Dataset):
+class ImageSet(Dataset):
     """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
 
     def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
@@ -73,7 +73,7 @@ class _Images(Dataset):
 class ImageJob:
     """One block array to fill with the encoded images of one split (or one augmented view of it)."""
 
-    images: _Images
+    images: ImageSet
     array: BlockArray
     lead_index: tuple[int, ...] = ()
     bad: BlockArray | None = None
@@ -103,7 +103,7 @@ def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runti
     """Encode every missing block this shard owns, over all ``jobs``; return the errors of skipped images."""
     chain = _Chain(jobs)
     plan = [(job, block, offset) for job, offset in zip(chain.jobs, chain.offsets)
-            for block in _todo_blocks(job.array, job.bad, job.lead_index, runtime)]
+            for block in todo_blocks(job.array, job.bad, job.lead_index, runtime)]
     if not plan:
         return []
     batches = [list(range(offset + job.array.rows(block).start, offset + job.array.rows(block).stop))
@@ -204,8 +204,9 @@ def _launch(encode: Callable, batch: torch.Tensor, runtime: Runtime) -> tuple[to
         return host, ready
 
 
-def _todo_blocks(array: BlockArray, bad: BlockArray | None, lead_index: tuple[int, ...],
-                 runtime: Runtime) -> list[int]:
+def todo_blocks(array: BlockArray, bad: BlockArray | None, lead_index: tuple[int, ...],
+                runtime: Runtime) -> list[int]:
+    """Blocks of ``array`` (at ``lead_index``) still to encode by this shard; a missing bad-mask block counts."""
     missing = {idx[-1] for idx in array.missing() if tuple(idx[:-1]) == lead_index}
     if bad is not None and not lead_index:
         missing |= {idx[-1] for idx in bad.missing()}

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from stages.extract.images import load_rgb
-from stages.extract.models import LoadedModel
+from stages.extract.models import LoadedModel, load_model
+from stages.shared.errors import ModelError
 
 
 def encode_files(loaded: LoadedModel, paths: Sequence[Path], *, batch_size: int = 64,
@@ -22,3 +23,26 @@ def encode_files(loaded: LoadedModel, paths: Sequence[Path], *, batch_size: int 
         with torch.inference_mode():
             out.append(loaded.model.encode_image(batch.to(device)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def encode_like_cache(cache_path: str | Path, cache_key: str, paths: Sequence[Path], *,
+                      pretrained: str | None = None, device: str = "cpu") -> np.ndarray:
+    """Raw features of ``paths`` from the model, weights and preprocessing that built a cache (for predict).
+
+    Refuses when the cache changed since (its key is not ``cache_key``) or when the model loaded now differs
+    from the one that built it (naming each field that differs); ``pretrained`` points at moved weights.
+    """
+    from cache import FeatureCache
+    from cache.key import key_diff
+
+    cache = FeatureCache(cache_path)
+    if cache.key != cache_key:
+        raise ModelError(f"{cache.path} changed since the run was fitted (its key differs); refit the run")
+    attrs = cache.attrs
+    loaded = load_model(str(attrs.get("model_arg", attrs["model"])), pretrained or str(attrs.get("pretrained_arg", "none")),
+                        weights_tag=attrs.get("weights_tag") or None)
+    diff = key_diff(loaded.key_fields, {k: cache.key_fields.get(k) for k in loaded.key_fields})
+    if diff:
+        raise ModelError(f"the model loaded now differs from the one that built {cache.path} ({'; '.join(diff)}); "
+                         "point --pretrained at the original weights")
+    return encode_files(loaded, list(paths), device=device)

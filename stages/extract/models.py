@@ -8,7 +8,6 @@ file, or ``none`` (random init, seeded, flagged everywhere). ``--model`` takes a
 from __future__ import annotations
 
 import difflib
-import hashlib
 import logging
 import os
 import pickle
@@ -20,13 +19,12 @@ from urllib.parse import urlparse
 
 import torch
 
-from cache import file_sha256
-from stages.errors import ModelError
+from stages.shared.errors import ModelError
+from stages.shared.naming import CHECKPOINT_SUFFIXES, file_identity, file_sha256, local_dir_identity
 
 log = logging.getLogger(__name__)
 
 HF_HOST = "huggingface.co"
-CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt")
 
 
 @dataclass
@@ -62,7 +60,7 @@ def load_model(
     pretrained = None if (pretrained or "").lower() in ("", "none", "random") else pretrained
     kwargs: dict = {}
     if schema == "local-dir":
-        weights = _local_dir_identity(Path(name.split(":", 1)[1]))
+        weights = local_dir_identity(Path(name.split(":", 1)[1]))
     elif schema == "hf-hub":
         _require_hub_files(name.split(":", 1)[1], None, what=f"model {name}")
         weights = name
@@ -70,7 +68,7 @@ def load_model(
         weights = "none"
     elif Path(pretrained).expanduser().is_file():
         path = Path(pretrained).expanduser()
-        weights = f"file:{path.name}@{file_sha256(path)[:12]}"
+        weights = file_identity(path)
         pretrained = str(path)
         kwargs.update(_tag_preprocess(name, weights_tag))
     elif _looks_like_path(pretrained):
@@ -198,19 +196,6 @@ def _tag_preprocess(model: str, tag: str | None) -> dict:
               "image_interpolation": cfg.get("interpolation"), "image_resize_mode": cfg.get("resize_mode"),
               "force_quick_gelu": cfg.get("quick_gelu", False)}
     return {k: v for k, v in mapped.items() if v is not None}
-
-
-def _local_dir_identity(folder: Path) -> str:
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.iterdir() if p.suffix in CHECKPOINT_SUFFIXES + (".json",))
-    if not (folder / "open_clip_config.json").is_file():
-        raise ModelError(f"{folder / 'open_clip_config.json'} not found; a local-dir: model needs it beside its weights")
-    if not any(p.suffix in (".bin", ".pth", ".safetensors") for p in files):
-        raise ModelError(f"no weights (.safetensors, .bin or .pth) in {folder}; put the checkpoint there")
-    for path in files:
-        digest.update(path.name.encode())
-        digest.update(file_sha256(path).encode())
-    return f"local-dir:{folder.name}@{digest.hexdigest()[:12]}"
 
 
 def _looks_like_path(value: str) -> bool:

@@ -17,13 +17,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cache import CacheWriter, FeatureCache, cache_path, partial_path
+from cache import CacheWriter, FeatureCache, partial_path
 from cache.merge import merge_parts, part_path
-from cache.errors import CacheError
+from cache.errors import CacheError, CacheMismatchError
 from cache.features import image, text
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError, RequestError
+from stages.shared.naming import cache_file, legacy_cache_file, migration_hint
+from stages.shared.sampling import coop_sample
 from stages.extract.datasets import open_dataset
-from stages.extract.encode import ImageJob, Runtime, Throughput, _Images, encode_jobs, encode_texts
+from stages.extract.encode import (ImageJob, ImageSet, Runtime, Throughput, encode_jobs, encode_texts,
+                                   todo_blocks)
 from stages.extract.models import LoadedModel, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
@@ -66,21 +69,6 @@ class ExtractRequest:
         return cache_file(self.cache_dir, self.dataset, self.model, self.pretrained)
 
 
-def cache_file(cache_dir: Path, dataset: str, model: str, pretrained: str | None) -> Path:
-    """Where the cache of ``dataset`` encoded by ``model`` with ``pretrained`` weights lives.
-
-    A weights file is named by its stem, a model config JSON by its stem; tags and ids as given; ``hf-hub:`` and
-    ``local-dir:`` models carry their own weights, so their files end in ``__hf-hub.h5`` / ``__local-dir.h5``.
-    """
-    weights = pretrained or "none"
-    if model.startswith(("hf-hub:", "local-dir:")):  # the weights come with the model id; --pretrained is unused
-        weights = model.split(":", 1)[0]
-    elif Path(weights).expanduser().is_file():
-        weights = Path(weights).stem
-    model = Path(model).stem if model.endswith(".json") else model
-    return cache_path(cache_dir, dataset, model, weights)
-
-
 @dataclass
 class ExtractResult:
     path: Path
@@ -102,6 +90,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
                precision=runtime.precision if runtime.precision != "auto" else "fp32",
                store_dtype=request.store_dtype)
     path = request.target()
+    _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
     if _already_done(path, key, plan, request):
         progress(f"{path}: already complete for this request; nothing to encode (pass --force to rebuild)")
@@ -134,6 +123,13 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     return ExtractResult(path, meter.count, skipped, rate)
 
 
+def _refuse_legacy_name(request: ExtractRequest, path: Path) -> None:
+    """A cache under the naming of an older version is not silently encoded again: say how to rename it."""
+    old = legacy_cache_file(request.cache_dir, request.dataset, request.model, request.pretrained)
+    if old != path and old.exists() and not path.exists() and not request.force:
+        raise CacheError(migration_hint(old, path))
+
+
 def _part_target(path: Path, rank: int, world: int, force: bool) -> Path:
     """This rank's part file; seeded with the finished cache when extending it, so only new arrays encode."""
     part = part_path(path, rank, world)
@@ -161,11 +157,11 @@ def _merge_shards(path: Path, key: dict, world: int, rank: int, count: int, skip
 
 def _check_request(request: ExtractRequest) -> None:
     if request.precision not in PRECISIONS:
-        raise CacheError(f"unknown precision '{request.precision}' (choose from {', '.join(PRECISIONS)})")
+        raise RequestError(f"unknown precision '{request.precision}' (choose from {', '.join(PRECISIONS)})")
     if request.store_dtype not in STORE_DTYPES:
-        raise CacheError(f"unknown store dtype '{request.store_dtype}' (choose float32 or float16)")
+        raise RequestError(f"unknown store dtype '{request.store_dtype}' (choose float32 or float16)")
     if request.batch_size < 1 or request.aug_views < 0:
-        raise CacheError("--batch-size must be >= 1 and --aug-views >= 0")
+        raise RequestError("--batch-size must be >= 1 and --aug-views >= 0")
 
 
 def _runtime(request: ExtractRequest) -> Runtime:
@@ -173,7 +169,7 @@ def _runtime(request: ExtractRequest) -> Runtime:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CacheError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
+        raise RequestError(f"--device {device} requested but torch sees no CUDA device; use --device cpu")
     precision = request.precision
     if precision == "auto":
         precision = "amp" if device.startswith("cuda") else "fp32"
@@ -205,8 +201,6 @@ def _plan(reader, splits: tuple[str, ...], request: ExtractRequest) -> _Plan:
     if request.train_subset is not None:
         if "train" not in listings or "val" not in reader.splits:
             raise DatasetError(f"{request.dataset}: --subset-shots needs a train and a val split")
-        from stages.fit.sampling import coop_sample
-
         train = np.array([i.label for i in listings["train"]])
         val = np.array([i.label for i in reader.items("val")])
         chosen: set[int] = set()
@@ -248,10 +242,8 @@ class _Arrays:
     def todo_rows(self, runtime: Runtime) -> list[range]:
         out = []
         for _, array, bad, lead, _ in self.entries:
-            missing = {i[-1] for i in array.missing() if tuple(i[:-1]) == lead}
-            if bad is not None and not lead:
-                missing |= {i[-1] for i in bad.missing()}
-            out += [range(array.rows(b).start, array.rows(b).stop) for b in missing if runtime.owns(b)]
+            blocks = todo_blocks(array, bad, lead, runtime)
+            out += [range(array.rows(b).start, array.rows(b).stop) for b in blocks]
         return out
 
 
@@ -276,8 +268,8 @@ def _layout(writer: CacheWriter, reader, loaded: LoadedModel, plan: _Plan, reque
                                attrs={"seed": request.aug_seed, "transform": "RandomResizedCrop(scale=(0.5, 1), "
                                       "bicubic) + RandomHorizontalFlip"})
             if int(aug.dataset.attrs["seed"]) != request.aug_seed:
-                raise CacheError(f"{writer.path}: augmented views were made with seed {aug.dataset.attrs['seed']}, "
-                                 f"requested {request.aug_seed}; pass --force to rebuild")
+                raise CacheMismatchError(f"{writer.path}: augmented views were made with seed "
+                                         f"{aug.dataset.attrs['seed']}, requested {request.aug_seed}")
             for view in range(request.aug_views):
                 arrays.add(split, aug, None, (view,), view)
     return arrays
@@ -291,7 +283,7 @@ def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: R
         positions = writer.file[image(split, "positions")][()]
         relpaths = [str(p) for p in writer.file[image(split, "paths")].asstr()[()][positions]]
         transform = loaded.preprocess if view is None else aug
-        images = _Images(reader, relpaths, positions, transform, loaded.image_size,
+        images = ImageSet(reader, relpaths, positions, transform, loaded.image_size,
                          aug_seed=None if view is None else request.aug_seed, view=view or 0)
         jobs.append(ImageJob(images, array, lead, bad))
     return encode_jobs(loaded.model, jobs, runtime, progress=meter)  # one DataLoader for every split and view

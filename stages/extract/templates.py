@@ -15,7 +15,7 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 
 PHOTO = "a photo of a {}."
 COOP_TEMPLATES: dict[str, str] = {

@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.baselines.common import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
 from stages.fit.features import l2_normalize
 

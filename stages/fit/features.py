@@ -1,9 +1,8 @@
-"""Small numeric helpers shared by every method: L2 normalisation, class prototypes, accuracy."""
+"""Small numeric helpers shared by every method: L2 normalisation, class prototypes, softmax."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 EPS = 1e-12
 
@@ -23,14 +22,6 @@ def class_prototypes(text: np.ndarray) -> np.ndarray:
     if text.ndim == 2:
         return l2_normalize(text)
     return l2_normalize(l2_normalize(text).mean(axis=1))
-
-
-def top1(logits: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor) -> float:
-    """Top-1 accuracy in percent."""
-    pred = logits.argmax(1)
-    if isinstance(pred, torch.Tensor):
-        return float((pred == torch.as_tensor(labels)).double().mean()) * 100.0
-    return float(np.mean(pred == np.asarray(labels))) * 100.0
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 
 METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp", "clap")
 #: what ``pipeline fit`` runs unless told otherwise; the further baselines (clap) are opt-in.

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 
 META = "__meta__"
 FORMAT = "cmm-fitted/1"
@@ -85,6 +85,14 @@ class Fitted:
 
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes[i] for i in self.estimator.predict(X)]
+
+    def top_k(self, X: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Per row of ``X``: the ``k`` most probable classes with their probabilities, best first."""
+        rows = []
+        for p in self.predict_proba(X):
+            order = np.argsort(-p)[:k]
+            rows.append([(self.classes[i], float(p[i])) for i in order])
+        return rows
 
 
 def load_fitted(path: Path) -> Fitted:

@@ -1,14 +1,13 @@
 """Stage two's loop: for every shots x seed x method, sample, fit on train (select on val), score on test.
 
 The test split is read only after a run's estimator is fitted, for its final score; nothing is chosen on it.
-Each run writes ``RUNS/<dataset>/<model>__<weights>/<method_label>/shots<K>_seed<S>.json`` (docs/records.md)
-and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same cache are skipped.
+Each run writes ``RUNS/<dataset>/<name>/<method_label>/shots<K>_seed<S>.json`` (``stages.shared.record``,
+docs/records.md) and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same
+cache are skipped.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,15 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import FitError
+from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
 from stages.fit.persist import save_fitted
-from stages.fit.sampling import coop_sample, read_subset, subset_name
-
-SCHEMA = "cmm-run/1"
-TRAIN_VIEWS = ("plain", "aug")
+from stages.fit.source import FeatureSource
+from stages.shared.naming import migration_hint
+from stages.shared.record import (PARAMS_SUFFIX, TRAIN_VIEWS, RunRecord, older_run_folders, read_record,
+                                  record_path, run_folder, write_record)
+from stages.shared.sampling import coop_sample, read_subset, subset_name
 
 
 @dataclass
@@ -44,14 +44,12 @@ class FewShot:
     dropped: list[str]
 
 
-def usable_positions(source, split: str) -> np.ndarray:
-    """Positions of the split that have a feature (all of them for sources without a notion of skipping)."""
-    if hasattr(source, "positions"):
-        return np.asarray(source.positions(split), dtype=np.int64)
-    return np.arange(len(source.split_labels(split)), dtype=np.int64)
+def usable_positions(source: FeatureSource, split: str) -> np.ndarray:
+    """Positions of the split that have a feature."""
+    return np.asarray(source.positions(split), dtype=np.int64)
 
 
-def few_shot(source, shots: int, seed: int, train_views: str, subsets_dir: Path | None) -> FewShot:
+def few_shot(source: FeatureSource, shots: int, seed: int, train_views: str, subsets_dir: Path | None) -> FewShot:
     """Sample (CoOp) or read the subset, then read its train and val features (never test)."""
     train_labels, val_labels = source.split_labels("train"), _val_labels(source)
     if subsets_dir is not None:
@@ -77,14 +75,12 @@ def few_shot(source, shots: int, seed: int, train_views: str, subsets_dir: Path 
                    dropped=dropped)
 
 
-def bad_positions(source, split: str) -> np.ndarray:
+def bad_positions(source: FeatureSource, split: str) -> np.ndarray:
     """Positions skipped as unreadable at extraction (``--skip-bad``); CoOp's draw keeps them, we drop them."""
-    if hasattr(source, "bad_positions"):
-        return np.asarray(source.bad_positions(split), dtype=np.int64)
-    return np.zeros(0, dtype=np.int64)
+    return np.asarray(source.bad_positions(split), dtype=np.int64)
 
 
-def _val_labels(source) -> np.ndarray:
+def _val_labels(source: FeatureSource) -> np.ndarray:
     try:
         return source.split_labels("val")
     except Exception as err:  # noqa: BLE001 - the source names what is missing
@@ -95,7 +91,7 @@ def _val_labels(source) -> np.ndarray:
 class LazyTestSplit:
     """Test features, read on first use (after the first fit), then kept for the remaining runs."""
 
-    def __init__(self, source) -> None:
+    def __init__(self, source: FeatureSource) -> None:
         self.source = source
         self._data: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -134,24 +130,21 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, allow_nan=False))
-    os.replace(tmp, path)
-
-
 def _existing(path: Path, key: str) -> bool:
-    """A record for this run exists and was fitted on the same cache content."""
-    try:
-        record = json.loads(path.read_text())
-        return record.get("schema") == SCHEMA and record["cache"]["key"] == key and path.with_suffix(".npz").is_file()
-    except (OSError, ValueError, KeyError, TypeError):
+    """A valid record for this run exists and was fitted on the same cache content."""
+    if not path.is_file():
         return False
+    try:
+        record = read_record(path)
+    except RecordError:
+        return False
+    return record.cache.get("key") == key and path.with_suffix(PARAMS_SUFFIX).is_file()
 
 
-def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int], runs_dir: Path,
-             template_set: str = "coop", train_views: str = "plain", ablation: dict[str, bool] | None = None,
-             subsets_dir: Path | None = None, eval_sources: dict | None = None, force: bool = False,
+def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
+             runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
+             ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
+             eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
              device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
     """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
     if train_views not in TRAIN_VIEWS:
@@ -162,7 +155,9 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
     classes = list(source.classes)
     if text.shape[0] != len(classes):
         raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
-    folder = Path(runs_dir) / _safe(source.dataset) / f"{_safe(info['model'])}__{_safe(info['weights'])}"
+    folder = run_folder(runs_dir, source.dataset, info["model"], info["weights"])
+    for old in older_run_folders(folder, info["model"], info["weights"]):
+        progress(f"note: {migration_hint(old, folder)} (else its runs are fitted again)")
     test = LazyTestSplit(source)
     shifts = {name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()}
     for name, other in (eval_sources or {}).items():
@@ -176,7 +171,7 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
     data, short, data_for = None, [], None
     for index, (method, k, seed) in enumerate(plan, 1):
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
-        path = folder / label / f"shots{k}_seed{seed}.json"
+        path = record_path(runs_dir, source.dataset, info["model"], info["weights"], label, int(k), int(seed))
         tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
         if not force and _existing(path, key):
             progress(f"{tag}: exists, skipped ({path})")
@@ -203,22 +198,22 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         gap, projection = _gap(estimator, X_test, y_test, text, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
         save_fitted(estimator, path.with_suffix(".npz"), method=method, classes=classes, extra=projection)
-        record = {
-            "schema": SCHEMA, "dataset": source.dataset, "model": info["model"], "weights": info["weights"],
-            "random_weights": bool(info.get("random_weights", False)), "method": method, "method_label": label,
-            "ablation": {k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
-            "shots": int(k), "seed": int(seed), "template_set": template_set, "train_views": train_views,
-            "metrics": metrics, "hyperparameters": getattr(estimator, "hyperparameters_", {}),
-            "search": getattr(estimator, "search_", {}),
-            "subset": {"source": data.source, "train": data.train.tolist(), "val": data.val.tolist(),
-                       "dropped_unreadable": data.dropped},
-            "short_classes": [classes[c] for c in short],
-            "skipped_images": skipped,
-            "gap": gap, "cache": info["cache"], "versions": package_versions,
-            "timing": {"fit_seconds": round(seconds, 4)}, "params_file": path.with_suffix(".npz").name,
-            "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        _write_json(path, record)
+        record = RunRecord(
+            dataset=source.dataset, model=info["model"], weights=info["weights"],
+            random_weights=bool(info.get("random_weights", False)), method=method, method_label=label,
+            ablation={k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
+            shots=int(k), seed=int(seed), template_set=template_set, train_views=train_views,
+            metrics=metrics, hyperparameters=getattr(estimator, "hyperparameters_", {}),
+            search=getattr(estimator, "search_", {}),
+            subset={"source": data.source, "train": data.train.tolist(), "val": data.val.tolist(),
+                    "dropped_unreadable": data.dropped},
+            short_classes=[classes[c] for c in short],
+            skipped_images=skipped,
+            gap=gap, cache=info["cache"], versions=package_versions,
+            timing={"fit_seconds": round(seconds, 4)}, params_file=path.with_suffix(PARAMS_SUFFIX).name,
+            created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        write_record(path, record)
         written.append(path)
         val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
         extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
@@ -247,15 +242,7 @@ def short_classes(y: np.ndarray, n_classes: int, shots: int) -> list[int]:
     return [int(c) for c in np.flatnonzero(counts < shots)]
 
 
-def _skipped(source) -> dict[str, list[str]]:
+def _skipped(source: FeatureSource) -> dict[str, list[str]]:
     """Paths of images skipped as unreadable at extraction (``--skip-bad``), per split."""
-    if not hasattr(source, "skipped_paths"):
-        return {}
-    skipped = {split: source.skipped_paths(split) for split in getattr(source, "splits", ())}
+    skipped = {split: source.skipped_paths(split) for split in source.splits}
     return {split: paths for split, paths in skipped.items() if paths}
-
-
-def _safe(name: str) -> str:
-    """A dataset, model or weights id as ONE folder name (hf-hub:org/repo -> hf-hub_org_repo; never ``..``)."""
-    safe = "".join(c if c.isalnum() or c in "-_.@+" else "_" for c in str(name))
-    return safe if safe.strip(".") else safe.replace(".", "_") or "_"

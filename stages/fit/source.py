@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 
 
 @runtime_checkable
@@ -22,9 +22,22 @@ class FeatureSource(Protocol):
     logit_scale: float
     parent_class_ids: np.ndarray | None
     template_sets: list[str]
+    splits: list[str]
 
     def split_labels(self, split: str) -> np.ndarray:
         """(N,) int64 labels of every item of the split list, in file order; reads no features."""
+        ...
+
+    def positions(self, split: str) -> np.ndarray:
+        """Positions of the split list that have a usable feature (unreadable images left out)."""
+        ...
+
+    def bad_positions(self, split: str) -> np.ndarray:
+        """Positions of the split list whose image was skipped as unreadable at extraction."""
+        ...
+
+    def skipped_paths(self, split: str) -> list[str]:
+        """Paths of the images skipped as unreadable at extraction."""
         ...
 
     def features(self, split: str, positions: np.ndarray | None = None) -> np.ndarray:
@@ -69,6 +82,23 @@ class ArraySource:
     def template_sets(self) -> list[str]:
         """Names of the cached template sets."""
         return list(self.text)
+
+    @property
+    def splits(self) -> list[str]:
+        """Names of the splits held."""
+        return list(self.image)
+
+    def positions(self, split: str) -> np.ndarray:
+        """Every position of the split (nothing is skipped in memory)."""
+        return np.arange(len(self.split_labels(split)), dtype=np.int64)
+
+    def bad_positions(self, split: str) -> np.ndarray:
+        """None: an in-memory source has no unreadable images."""
+        return np.zeros(0, dtype=np.int64)
+
+    def skipped_paths(self, split: str) -> list[str]:
+        """None: an in-memory source has no unreadable images."""
+        return []
 
     def _split(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         if split not in self.image:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
-from stages.errors import ReportError
+from stages.shared.errors import ReportError
 from stages.report.groups import Family, group_records
 from stages.report.index import write_index
 from stages.report.plot_common import have_matplotlib
 from stages.report.published import PublishedSeries, load_published
-from stages.report.records import RECORD_GLOB, load_records
+from stages.report.records import load_records
+from stages.shared.record import RECORD_GLOB
 from stages.report.render import FORMATS, write_table
 from stages.report.table import Table
 from stages.report.tables_accuracy import compare_shots, compare_table, method_table

@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
-from stages.report.records import RunRecord
+from stages.shared.naming import model_name
+from stages.shared.record import RunRecord
 from stages.report.stats import Stat, stat_of
 
 # CoOp's table order, which the anchors and the published CSV follow; other datasets come after, sorted.
@@ -24,11 +24,6 @@ def ordered(names: Iterable[str], canonical: tuple[str, ...]) -> list[str]:
     return [n for n in canonical if n in names] + sorted(names - set(canonical))
 
 
-def slug(*parts: object) -> str:
-    """A file-name-safe stem from parts such as model names ('hf-hub:org/x' -> 'hf-hub_org_x')."""
-    return "__".join(re.sub(r"[^A-Za-z0-9._+-]+", "_", str(p)).strip("_") or "_" for p in parts)
-
-
 @dataclass
 class RunGroup:
     """All records of one model x weights x method label, by (dataset, shots) then seed."""
@@ -39,6 +34,11 @@ class RunGroup:
     method_label: str
     cells: dict[tuple[str, int], dict[int, RunRecord]] = field(default_factory=dict)
     random_weights: bool = False
+
+    @property
+    def name(self) -> str:
+        """The short name of the model x weights (file names and titles)."""
+        return model_name(self.model, self.weights)
 
     def add(self, record: RunRecord) -> None:
         self.cells.setdefault((record.dataset, record.shots), {})[record.seed] = record
@@ -84,6 +84,11 @@ class Family:
     groups: list[RunGroup]
 
     @property
+    def name(self) -> str:
+        """The short name of the model x weights (file names and titles)."""
+        return model_name(self.model, self.weights)
+
+    @property
     def random_weights(self) -> bool:
         return any(g.random_weights for g in self.groups)
 
@@ -92,8 +97,8 @@ class Family:
         return ordered({d for g in self.groups for d in g.datasets}, DATASET_ORDER)
 
     def describe(self) -> str:
-        """'RN50 (openai)', with the random-weights label when it applies."""
-        text = f"{self.model} ({self.weights})"
+        """The short name ('RN50__openai'), with the random-weights label when it applies."""
+        text = self.name
         return f"{text} [{RANDOM_LABEL}]" if self.random_weights else text
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from stages.report.groups import RANDOM_LABEL, Family, RunGroup, slug
+from stages.report.groups import RANDOM_LABEL, Family, RunGroup
+from stages.shared.naming import join_name
 from stages.report.plot_common import new_figure, save_figure
 from stages.report.published import PublishedSeries, matching
 from stages.report.stats import Stat, Value, average_stat, average_values
@@ -83,12 +84,12 @@ def accuracy_plot(family: Family, which: str, published: list[PublishedSeries], 
     ax.set_ylabel("test top-1 (%)")
     ax.grid(alpha=0.3)
     what = f"average over {len(datasets)} datasets" if which == AVERAGE else which
-    title = f"{what}: top-1 vs shots — {family.model} ({family.weights})"
+    title = f"{what}: top-1 vs shots — {family.name}"
     if family.random_weights:
         title += f"\n{RANDOM_LABEL}"
     ax.set_title(title, fontsize=10, color="red" if family.random_weights else "black")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False)
-    return save_figure(fig, out_dir / slug("acc", family.model, family.weights, which))
+    return save_figure(fig, out_dir / join_name("acc", family.name, which))
 
 
 def accuracy_plots(family: Family, published: list[PublishedSeries], out_dir: Path) -> list[Path]:

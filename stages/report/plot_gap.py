@@ -9,9 +9,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stages.report.groups import RANDOM_LABEL, RunGroup, slug
+from stages.report.groups import RANDOM_LABEL, RunGroup
+from stages.shared.naming import join_name
 from stages.report.plot_common import new_figure, save_figure
-from stages.report.records import RunRecord
+from stages.shared.record import RunRecord
 
 PROJ_KEYS = ("proj_images_before", "proj_images_after", "proj_labels", "proj_protos_before", "proj_protos_after")
 
@@ -64,13 +65,13 @@ def gap_plot(record: RunRecord, arrays: dict[str, np.ndarray], random_weights: b
                f"{side} the map{note}")
     before.set_ylabel("PC 2")
     after.legend(loc="best", fontsize=7)
-    title = (f"Modality gap — {record.dataset}, {record.method_label}, {record.model} ({record.weights}), "
+    title = (f"Modality gap — {record.dataset}, {record.method_label}, {record.name}, "
              f"{record.shots} shots, seed {record.seed}")
     if random_weights:
         title += f"\n{RANDOM_LABEL}"
     fig.suptitle(title, fontsize=10, color="red" if random_weights else "black")
-    stem = slug("gap", record.model, record.weights, record.method_label, record.dataset,
-                f"shots{record.shots}_seed{record.seed}")
+    stem = join_name("gap", record.name, record.method_label, record.dataset,
+                     f"shots{record.shots}_seed{record.seed}")
     return save_figure(fig, out_dir / stem)
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from stages.report.records import RunRecord
+from stages.shared.record import RunRecord
 
 STD_NOTE = ("mean ± std over seeds; std is the population standard deviation (ddof=0, as CoOp/Dassl's "
             "parse_test_res.py); a cell from a single seed shows the value alone")

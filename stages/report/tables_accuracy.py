@@ -3,7 +3,8 @@ at each shot count, with published numbers for the same backbone in their own co
 
 from __future__ import annotations
 
-from stages.report.groups import RANDOM_LABEL, Family, RunGroup, slug
+from stages.report.groups import RANDOM_LABEL, Family, RunGroup
+from stages.shared.naming import join_name
 from stages.report.published import CAVEATS, PublishedSeries, matching
 from stages.report.stats import STD_NOTE, Cell, Value, average_stat, average_values
 from stages.report.table import Column, Table
@@ -21,8 +22,8 @@ def method_table(group: RunGroup) -> Table:
     """Datasets as rows, shots as columns, mean ± std over seeds, and the Average row."""
     datasets, shots = group.datasets, group.shots
     table = Table(
-        name=slug("acc", group.model, group.weights, group.method_label),
-        title=(f"{group.method_label}: test top-1 (%) — {group.model} ({group.weights})"
+        name=join_name("acc", group.name, group.method_label),
+        title=(f"{group.method_label}: test top-1 (%) — {group.name}"
                f"{_random_suffix(group.random_weights)}"),
         columns=[Column("Dataset", "text")] + [Column(shots_name(k)) for k in shots],
         meta={"kind": "accuracy", "model": group.model, "weights": group.weights, "method": group.method,
@@ -72,7 +73,7 @@ def compare_table(family: Family, shots: int, published: list[PublishedSeries]) 
         at_zero = " (0 shots)" if s.zero_shot_only and shots != 0 else ""
         columns.append(Column(f"{s.label}{at_zero} [{s.short_source}]", "value"))
     table = Table(
-        name=slug("compare", family.model, family.weights, f"shots{shots}"),
+        name=join_name("compare", family.name, f"shots{shots}"),
         title=f"Methods at {shots_name(shots)}: test top-1 (%) — {family.describe()}",
         columns=columns,
         meta={"kind": "compare", "model": family.model, "weights": family.weights, "shots": shots,

@@ -3,7 +3,8 @@ nearest-prototype accuracy (record ``gap``), mean ± std over seeds per dataset 
 
 from __future__ import annotations
 
-from stages.report.groups import DATASET_ORDER, Family, ordered, slug
+from stages.report.groups import DATASET_ORDER, Family, ordered
+from stages.shared.naming import join_name
 from stages.report.stats import STD_NOTE, Cell
 from stages.report.table import Column, Table
 
@@ -22,7 +23,7 @@ def gap_table(family: Family) -> Table | None:
     columns = [Column("Dataset", "text"), Column("Method", "text"), Column("Shots", "text")]
     columns += [Column(f"{metric} {side}", "stat", digits) for metric, digits in METRICS for side in SIDES]
     table = Table(
-        name=slug("gap", family.model, family.weights),
+        name=join_name("gap", family.name),
         title=f"Modality gap on test images vs class prototypes — {family.describe()}",
         columns=columns,
         meta={"kind": "gap", "model": family.model, "weights": family.weights,

@@ -7,7 +7,8 @@ import json
 from collections import Counter
 from typing import Any
 
-from stages.report.groups import RANDOM_LABEL, RunGroup, slug
+from stages.report.groups import RANDOM_LABEL, RunGroup
+from stages.shared.naming import join_name
 from stages.report.table import Column, Table
 
 
@@ -43,8 +44,8 @@ def hparams_table(group: RunGroup) -> Table | None:
         return None
     suffix = f" [{RANDOM_LABEL}]" if group.random_weights else ""
     table = Table(
-        name=slug("hparams", group.model, group.weights, group.method_label),
-        title=f"{group.method_label}: hyper-parameters chosen on val — {group.model} ({group.weights}){suffix}",
+        name=join_name("hparams", group.name, group.method_label),
+        title=f"{group.method_label}: hyper-parameters chosen on val — {group.name}{suffix}",
         columns=[Column("Dataset", "text"), Column("Shots", "text"), Column("Seeds", "text")]
         + [Column(n, "text") for n in names],
         meta={"kind": "hparams", "model": group.model, "weights": group.weights,

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from stages.report.groups import DATASET_ORDER, SHIFT_ORDER, Family, ordered, slug
+from stages.report.groups import DATASET_ORDER, SHIFT_ORDER, Family, ordered
+from stages.shared.naming import join_name
 from stages.report.stats import STD_NOTE, Cell, average_stat
 from stages.report.table import Column, Table
 
@@ -18,7 +19,7 @@ def shift_table(family: Family) -> Table | None:
     rank = {d: i for i, d in enumerate(ordered({d for _, d, _ in cells}, DATASET_ORDER))}
     cells.sort(key=lambda c: (rank[c[1]], family.groups.index(c[0]), c[2]))
     table = Table(
-        name=slug("shift", family.model, family.weights),
+        name=join_name("shift", family.name),
         title=f"Distribution shift: top-1 (%) — {family.describe()}",
         columns=[Column("Method", "text"), Column("Source", "text"), Column("Shots", "text"),
                  Column("Source top-1")] + [Column(t) for t in targets] + [Column("Target average")],

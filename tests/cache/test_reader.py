@@ -10,7 +10,7 @@ from tests.cache.test_writer import write_small
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(CacheError, match="no cache file at .*run pipeline extract"):
+    with pytest.raises(CacheError, match="no cache file at "):
         CacheReader(tmp_path / "none.h5")
 
 

@@ -46,7 +46,7 @@ def test_file_is_invisible_until_commit(tmp_path):
         with pytest.raises(CacheError, match="incomplete"):
             writer.commit()
     assert not path.exists()
-    with pytest.raises(CacheError, match="unfinished write exists"):
+    with pytest.raises(CacheError, match="only an unfinished write of it"):
         CacheReader(path)
 
 

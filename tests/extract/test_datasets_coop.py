@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets import open_dataset
 from stages.extract.datasets.coop import COOP_LAYOUTS
 

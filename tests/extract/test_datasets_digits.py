@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets import open_dataset
 from stages.extract.images import BadImageError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets import open_dataset
 
 

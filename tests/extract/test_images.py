@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.images import MAX_IMAGE_PIXELS, BadImageError, load_rgb
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from stages.errors import ModelError
+from stages.shared.errors import ModelError
 from stages.extract.models import load_model
 from tests.conftest import TINY_MODEL_CONFIG
 

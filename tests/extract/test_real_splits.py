@@ -19,7 +19,7 @@ from stages.extract.datasets import open_dataset
 from stages.extract.datasets.base import DatasetReader, readable
 from stages.extract.datasets.checks import path_problem
 from stages.extract.datasets.coop import COOP_LAYOUTS
-from stages.fit.sampling import VAL_SHOTS_CAP, coop_sample
+from stages.shared.sampling import VAL_SHOTS_CAP, coop_sample
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_SPLITS = Path(os.environ.get("PIPELINE_REAL_SPLITS", REPO.parent / "shared" / "data" / "coop_splits"))

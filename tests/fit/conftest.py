@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stages.fit.sampling import coop_sample
+from stages.shared.sampling import coop_sample
 from stages.fit.synthetic import make_clip_like
 
 

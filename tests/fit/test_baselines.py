@@ -9,12 +9,12 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from cache.errors import UserError
+from stages.shared.errors import UserError
 from stages.fit.baselines import (GDAClassifier, LinearProbeClassifier, LPPlusPlusClassifier, TipAdapterClassifier,
                                   TipAdapterFClassifier, ZeroShotClassifier)
 from stages.fit.baselines.tip_cache import class_sums, equal_blocks
 from stages.fit.features import class_prototypes, l2_normalize
-from stages.fit.sampling import coop_sample
+from stages.shared.sampling import coop_sample
 from stages.fit.synthetic import make_clip_like
 
 N_CLASSES, DIM, SHOTS = 10, 64, 16

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.baselines import CLAPClassifier, ZeroShotClassifier
 from stages.fit.baselines.clap import raw_prototype_norms
 from stages.fit.features import class_prototypes

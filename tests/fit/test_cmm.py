@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.base import clone
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.cmm import DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, guarded_choice, triplet_loss
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.gap import gap_metrics

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.cmm import CMMClassifier
 from stages.fit.persist import META, load_fitted, save_fitted
 from tests.fit.conftest import few_shot_split

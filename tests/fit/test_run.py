@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -10,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.persist import load_fitted
 from stages.fit.run import fit_runs
-from stages.fit.sampling import write_subsets
+from stages.shared.sampling import write_subsets
 from stages.fit.source import ArraySource
 from stages.fit.synthetic import make_clip_like
-from stages.report.records import read_record
+from stages.shared.record import read_record
 
 FAST = dict(methods=["cmm", "zero_shot"], shots=[2], seeds=[1])
 
@@ -37,7 +38,7 @@ def test_one_record_per_run_in_the_documented_layout(runs):
     assert sorted(p.relative_to(runs_dir).as_posix() for p in paths) == [
         "synthetic/synthetic__none/cmm/shots2_seed1.json", "synthetic/synthetic__none/zero_shot/shots2_seed1.json"]
     for path in paths:
-        record = read_record(path)  # the report's own validator accepts it
+        record = read_record(path)  # the shared validator (report, predict) accepts it
         assert record.shots == 2 and record.seed == 1
         raw = json.loads(path.read_text())
         assert raw["search"].get("selected_on", "val") == "val"
@@ -174,4 +175,17 @@ def test_crafted_names_cannot_write_outside_the_runs_folder(source, tmp_path):
     [path] = fit_runs(crafted, runs_dir=tmp_path / "runs", methods=["zero_shot"], shots=[1], seeds=[1],
                       progress=lambda _: None)
     assert path.resolve().is_relative_to((tmp_path / "runs").resolve())
-    assert path.relative_to(tmp_path / "runs").parts[:2] == ("__", ".._.._x___etc_y")
+    dataset, name = path.relative_to(tmp_path / "runs").parts[:2]
+    assert re.fullmatch(r"unnamed-[0-9a-f]{8}", dataset)  # '..' has nothing readable: only its hash
+    assert re.fullmatch(r"x-[0-9a-f]{8}__etc_y-[0-9a-f]{8}", name)
+
+
+def test_both_feature_sources_meet_the_protocol_fit_is_typed_with(source):
+    from cache import FeatureCache
+    from stages.fit.source import FeatureSource
+
+    assert isinstance(source, FeatureSource)
+    members = [name for name in dir(FeatureSource) if not name.startswith("_")]
+    members += list(FeatureSource.__annotations__)
+    missing = [name for name in members if not hasattr(FeatureCache, name)]
+    assert missing == [] and "positions" in members and "skipped_paths" in members

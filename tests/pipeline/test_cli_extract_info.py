@@ -37,6 +37,7 @@ def test_extract_then_info(coop_dataset, tmp_path):
     assert "key:" in info.output and "image/train/features" in info.output
     assert "float32  18x32" in info.output and "text/coop/features" in info.output
     assert "complete: yes" in info.output and "RANDOM" in info.output
+    assert f"name:    {path.stem}  " in info.output  # the cache file is named by its model x weights name
     again = run(*extract_args(coop_dataset, tmp_path))
     assert "nothing to encode" in again.output
 

@@ -7,6 +7,7 @@ import torch
 
 from cache import partial_path
 from stages.extract.models import load_model
+from stages.shared.naming import cache_file
 from tests.conftest import TINY_MODEL_CONFIG
 from tests.reliability.helpers import error_line, extract_args, run_cli
 
@@ -24,6 +25,7 @@ def test_nan_weights_stop_extraction_at_write_time(small_dataset, tmp_path, para
     assert result.exit_code == 1
     line = error_line(result.output)
     assert "NaN/Inf" in line and array in line and "rows 0-" in line
-    cache = tmp_path / "cache" / "folder" / "tiny-test-clip__broken.h5"  # named after the weights file
+    cache = cache_file(tmp_path / "cache", "folder", str(TINY_MODEL_CONFIG), str(checkpoint))
+    assert cache.name.startswith("tiny-test-clip__broken-")  # named after the weights file and its hash
     assert not cache.exists()
     assert partial_path(cache).exists()  # incomplete, never committed

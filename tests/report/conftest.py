@@ -9,6 +9,8 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+from stages.shared.record import record_path
+
 RecordWriter = Callable[..., Path]
 
 
@@ -37,9 +39,8 @@ def record_writer(runs: Path) -> RecordWriter:
     def write(dataset: str, model: str, weights: str, method: str, shots: int, seed: int, top1: float,
               **extra: Any) -> Path:
         record = make_record(dataset, model, weights, method, shots, seed, top1, **extra)
-        folder = runs / dataset / f"{model}__{weights}" / record["method_label"]
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"shots{shots}_seed{seed}.json"
+        path = record_path(runs, dataset, model, weights, record["method_label"], shots, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record), encoding="utf-8")
         return path
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.errors import UserError
-from stages.errors import ReportError
+from stages.shared.errors import ReportError, UserError
 from stages.report import build_report
 from stages.report.records import load_records
 

@@ -160,7 +160,7 @@ def test_random_weight_runs_are_labelled(runs: Path, tmp_path: Path, write_recor
             assert "RANDOM WEIGHTS" not in text, path
     assert any("hparams__ViT-B-32__none" in p.name for p in written["md"])
     tex = (out / "tables" / "acc__ViT-B-32__none__cmm.tex").read_text(encoding="utf-8")
-    assert r"\caption{cmm: test top-1 (\%) --- ViT-B-32 (none) [RANDOM WEIGHTS --- not a CLIP result]}" in tex
+    assert r"\caption{cmm: test top-1 (\%) --- ViT-B-32\_\_none [RANDOM WEIGHTS --- not a CLIP result]}" in tex
     assert label in (out / "README.md").read_text(encoding="utf-8")
 
 

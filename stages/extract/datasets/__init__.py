@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.aircraft import open_aircraft
 from stages.extract.datasets.base import DatasetReader, Item
 from stages.extract.datasets.coop import COOP_LAYOUTS, open_coop

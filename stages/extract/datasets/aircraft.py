@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.base import DatasetReader, Item, ListedReader, readable
 from stages.extract.datasets.locate import dataset_dir, require_dir, require_file
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.checks import Problem, check_files, check_listing, raise_problems
 from stages.extract.images import load_rgb
 

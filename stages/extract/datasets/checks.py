@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 
 ListedItem = tuple[str, int, str]  # (relpath, label, classname): an Item or any equal tuple
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.base import DatasetReader, ListedReader, readable
 from stages.extract.datasets.folders import ClassTree, TreePart, TreeReader, subfolders
 from stages.extract.datasets.locate import data_path

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.base import DatasetReader, readable
 from stages.extract.datasets.folders import ClassTree, TreePart, TreeReader, class_folders
 from stages.extract.datasets.locate import COOP_DATASETS_MD, dataset_dir, require_dir, require_file

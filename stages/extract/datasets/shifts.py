@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
-from stages.errors import DatasetError
+from stages.shared.errors import DatasetError
 from stages.extract.datasets.base import DatasetReader, readable
 from stages.extract.datasets.folders import ClassTree, TreePart, TreeReader, class_folders
 from stages.extract.datasets.imagenet import CLASSNAMES_DOWNLOAD, read_classnames_txt

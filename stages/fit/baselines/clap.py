@@ -53,7 +53,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.baselines.common import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, val_top1
 from stages.fit.features import l2_normalize
 

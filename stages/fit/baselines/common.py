@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from sklearn.base import ClassifierMixin
 
-from stages.errors import FitError
+from stages.shared.errors import FitError
 from stages.fit.features import class_prototypes, softmax
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stages.errors import DatasetError, FitError
+from stages.shared.errors import DatasetError, FitError
 
 SAMPLER = "coop"
 VAL_SHOTS_CAP = 4

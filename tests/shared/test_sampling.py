@@ -9,8 +9,8 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from stages.errors import FitError
-from stages.fit.sampling import coop_sample, read_subset, write_subsets
+from stages.shared.errors import FitError
+from stages.shared.sampling import coop_sample, read_subset, write_subsets
 
 
 def dassl_reference(train_items: list, val_items: list, shots: int, seed: int) -> tuple[list, list]:
