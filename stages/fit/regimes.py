@@ -44,6 +44,7 @@ class Regime:
     class_noise: float = 0.0    # within-class spread along the class directions (how much the shots overlap)
     ambiguous: float = 0.0      # share of images that show a neighbouring class instead (the Bayes error)
     text_error: float = 0.0     # how much a class's text leans to a neighbour's semantics (zero-shot's own errors)
+    text_error_share: float = 1.0  # share of the classes whose text leans so
     template_noise: float = 0.05
     train_per_class: int = 24
     val_per_class: int = 6
@@ -72,11 +73,11 @@ REGIMES: dict[str, Regime] = {
     "caltech_like": Regime(n_classes=64, text_common=1.532, group_share=0.0, group_size=64, gap_overlap=0.343,
                            image_common=2.015, class_signal=1.261, text_alignment=0.255, noise=1.235,
                            spectrum_decay=0.501, confusion=0.169, text_leak=0.0, class_noise=0.177,
-                           ambiguous=0.02, text_error=0.75),
+                           ambiguous=0.02, text_error=0.95, text_error_share=0.5),
     "imagenet_like": Regime(n_classes=1000, text_common=1.302, group_share=0.3, group_size=20, gap_overlap=0.377,
-                            image_common=1.512, class_signal=1.225, text_alignment=0.324, noise=1.273,
+                            image_common=1.512, class_signal=1.225, text_alignment=0.37, noise=1.4,
                             spectrum_decay=0.451, confusion=0.413, text_leak=0.330, class_noise=0.205,
-                            ambiguous=0.295, train_per_class=20, val_per_class=4, test_per_class=10),
+                            ambiguous=0.33, train_per_class=20, val_per_class=4, test_per_class=10),
 }
 
 
@@ -105,7 +106,8 @@ def make_regime(regime: str | Regime, *, seed: int = 0, n_templates: int = 1, **
     similarity = semantics @ semantics.T - 2 * np.eye(C)
     neighbours = np.argsort(-similarity, axis=1)[:, :max(1, min(5, C - 1))]
     leaning = neighbours[np.arange(C), rng.integers(0, neighbours.shape[1], size=C)]
-    text = p.text_common * u_t + _unit(semantics + p.text_error * semantics[leaning])
+    lean = p.text_error * (rng.uniform(size=(C, 1)) < p.text_error_share)
+    text = p.text_common * u_t + _unit(semantics + lean * semantics[leaning])
     text = _unit(text[:, None, :] + p.template_noise * rng.standard_normal((C, n_templates, D)) / np.sqrt(D))
     text = text * rng.uniform(6.0, 14.0, size=(C, n_templates, 1))
 

@@ -1,0 +1,46 @@
+"""The calibrated synthetic regimes: their geometry matches the real CLIP figures they stand for, and CMM's
+default keeps to zero-shot where the shots carry nothing beyond the text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from stages.fit.methods import make_estimator
+from stages.fit.regimes import REAL_FIGURES, REGIMES, geometry, make_regime
+from stages.shared.sampling import coop_sample
+
+#: how close each figure must come to the real one (absolute; zero-shot in points)
+TOLERANCE = {"zero_shot_top1": 2.5, "cos_own": 0.03, "cos_wrong": 0.04, "margin": 0.025, "centroid_gap": 0.05,
+             "cos_same_class": 0.07, "cos_class_means": 0.06, "cos_class_texts": 0.03,
+             "within_class_share": 0.15, "top5_share": 0.08}
+
+
+@pytest.mark.parametrize("regime", sorted(REGIMES))
+def test_regime_hits_its_calibration_targets(regime):
+    figures = geometry(make_regime(regime, seed=0))
+    off = {name: (round(figures[name], 3), target) for name, target in REAL_FIGURES[regime].items()
+           if abs(figures[name] - target) > TOLERANCE[name]}
+    assert not off, off
+
+
+def test_regimes_are_seeded_and_raw():
+    a, b = make_regime("pets_like", seed=3), make_regime("pets_like", seed=3)
+    np.testing.assert_array_equal(a.image["train"][0], b.image["train"][0])
+    norms = np.linalg.norm(a.image["test"][0], axis=1)
+    assert norms.min() > 5 and not np.allclose(norms, norms[0]), "features must come raw (random norms)"
+    assert make_regime("pets_like", seed=4).image["train"][0][0, 0] != a.image["train"][0][0, 0]
+
+
+@pytest.mark.parametrize("shots", [1, 2])
+def test_cmm_stays_with_zero_shot_where_the_shots_carry_nothing_new(shots):
+    """Pets-like: zero-shot already sits at what the images allow; a tiny val split must not pull CMM off it."""
+    source = make_regime("pets_like", seed=0)
+    (X, y), (Xv, yv), (Xt, yt) = source.image["train"], source.image["val"], source.image["test"]
+    text = source.text["coop"]
+    for seed in (1, 2, 3):
+        subset = coop_sample(y, yv, shots, seed)
+        zs = make_estimator("zero_shot", text, 100.0, random_state=seed).fit(X, y).score(Xt, yt)
+        cmm = make_estimator("cmm", text, 100.0, random_state=seed)
+        cmm.fit(X[subset["train"]], y[subset["train"]], Xv[subset["val"]], yv[subset["val"]])
+        assert cmm.score(Xt, yt) >= zs - 0.003, (seed, cmm.score(Xt, yt), zs, cmm.hyperparameters_)
