@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 DATASET=digits MODEL=ViT-B-32 PRETRAINED=openai DATA_ROOT="" WORK=work_dir
-SHOTS=1,2,4,8,16 SEEDS=1,2,3 METHODS=cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f
+SHOTS=1,2,4,8,16 SEEDS=1,2,3 METHODS=cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp
 AUG_VIEWS=0 TRAIN_VIEWS=plain RUN_TESTS=0
 while [[ $# -gt 0 ]]; do
   case "$1" in

@@ -1,7 +1,8 @@
 """Every method on the calibrated regimes, through ``fit_runs``: test top-1, mean and std over seeds.
 
     .venv/bin/python benchmarks/method_quality.py                                   # everything below
-    .venv/bin/python benchmarks/method_quality.py --regimes pets_like --shots 1,2 --methods cmm,zero_shot,gda
+    .venv/bin/python benchmarks/method_quality.py --regimes imagenet_like --shots 1,2 \
+        --out benchmarks/results/method_quality_imagenet.json                      # ImageNet-like, 1-2 shots
 
 Regimes: the three of ``stages/fit/regimes.py`` calibrated to real CLIP ViT-B/32 geometry (Pets-25-like,
 Caltech-64-like, ImageNet-1000-like; their figures are printed first) and the weak-zero-shot generator
@@ -73,6 +74,7 @@ def main() -> None:
     parser.add_argument("--methods", default=METHODS)
     parser.add_argument("--shots", default="1,2,4,8,16")
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--out", default=str(RESULTS), help="results JSON (default: %(default)s)")
     args = parser.parse_args()
     shots = [int(s) for s in args.shots.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -89,9 +91,10 @@ def main() -> None:
             result = run_regime(regime, methods, shots, seeds, Path(runs_dir))
         out["regimes"].setdefault(regime, {}).update(result)
         print(markdown(regime, result, shots) + "\n", flush=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2))
-    print(f"wrote {RESULTS}")
+    path = Path(args.out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
