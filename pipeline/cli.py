@@ -23,7 +23,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {exc}", fg="red", err=True)
+            click.secho(f"error: {' '.join(str(exc).split())}", fg="red", err=True)  # one line, whatever the cause
             if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)
                 sys.stdout.flush()
                 sys.stderr.flush()
