@@ -7,8 +7,8 @@ and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.lock import WriteLock
+from cache.safe_io import atomic_write, read_json
 from stages.errors import FitError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.features import class_prototypes, l2_normalize
@@ -56,7 +58,7 @@ def few_shot(source, shots: int, seed: int, train_views: str, subsets_dir: Path 
     train_labels, val_labels = source.split_labels("train"), _val_labels(source)
     if subsets_dir is not None:
         subset = read_subset(Path(subsets_dir) / subset_name(shots, seed), len(train_labels), len(val_labels))
-        origin = f"file:{subset_name(shots, seed)}"
+        origin = subset_origin(subsets_dir, shots, seed)
     else:
         subset, origin = coop_sample(train_labels, val_labels, shots, seed), "coop"
     chosen, dropped = {}, []
@@ -134,18 +136,42 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _write_json(path: Path, record: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, allow_nan=False))
-    os.replace(tmp, path)
+def subset_origin(subsets_dir: Path | None, shots: int, seed: int) -> str:
+    """Where a run's subset comes from, as kept in its record: ``coop`` or ``file:<name>@<sha256[:12]>``.
 
-
-def _existing(path: Path, key: str) -> bool:
-    """A record for this run exists and was fitted on the same cache content."""
+    Part of a record's identity: a record made from other subsets is refitted, never reused.
+    """
+    if subsets_dir is None:
+        return "coop"
+    path = Path(subsets_dir) / subset_name(shots, seed)
     try:
-        record = json.loads(path.read_text())
-        return record.get("schema") == SCHEMA and record["cache"]["key"] == key and path.with_suffix(".npz").is_file()
-    except (OSError, ValueError, KeyError, TypeError):
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"  # read_subset names the problem when the subset is read
+    return f"file:{path.name}@{digest}"
+
+
+def _record_text(record: dict) -> str:
+    """The record as JSON; a non-finite number in a search log or gap measure is stored as null."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if isinstance(value, (float, np.floating)):
+            return float(value) if np.isfinite(value) else None
+        return value.item() if isinstance(value, np.generic) else value
+
+    return json.dumps(clean(record), indent=2, allow_nan=False)
+
+
+def _existing(path: Path, key: str, origin: str = "coop") -> bool:
+    """A record for this run exists, was fitted on the same cache content and from the same subset source."""
+    try:
+        record = read_json(path)
+        return (record.get("schema") == SCHEMA and record["cache"]["key"] == key
+                and record["subset"]["source"] == origin and path.with_suffix(".npz").is_file())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return False
 
 
@@ -160,6 +186,9 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
     key = info["cache"]["key"]
     text = source.text_features(template_set)
     classes = list(source.classes)
+    if len(classes) < 2:
+        raise FitError(f"{source.dataset} has {len(classes)} class(es); classification needs at least 2: "
+                       "check the split file's labels")
     if text.shape[0] != len(classes):
         raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
     folder = Path(runs_dir) / _safe(source.dataset) / f"{_safe(info['model'])}__{_safe(info['weights'])}"
@@ -178,7 +207,8 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
         path = folder / label / f"shots{k}_seed{seed}.json"
         tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
-        if not force and _existing(path, key):
+        origin = subset_origin(subsets_dir, int(k), int(seed))
+        if not force and _existing(path, key, origin):
             progress(f"{tag}: exists, skipped ({path})")
             written.append(path)
             continue
@@ -201,8 +231,6 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         if shift:
             metrics["shift"] = shift
         gap, projection = _gap(estimator, X_test, y_test, text, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_fitted(estimator, path.with_suffix(".npz"), method=method, classes=classes, extra=projection)
         record = {
             "schema": SCHEMA, "dataset": source.dataset, "model": info["model"], "weights": info["weights"],
             "random_weights": bool(info.get("random_weights", False)), "method": method, "method_label": label,
@@ -218,7 +246,14 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
             "timing": {"fit_seconds": round(seconds, 4)}, "params_file": path.with_suffix(".npz").name,
             "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        _write_json(path, record)
+        text_record = _record_text(record)  # before any file is written: a bad value leaves no orphan .npz
+        with WriteLock(path, wait=None):  # the .npz and .json of one run are written as a pair
+            if not force and _existing(path, key, origin):
+                progress(f"{tag}: written meanwhile by another process, kept ({path})")
+                written.append(path)
+                continue
+            save_fitted(estimator, path.with_suffix(".npz"), method=method, classes=classes, extra=projection)
+            atomic_write(path, text_record)
         written.append(path)
         val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
         extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
