@@ -29,5 +29,21 @@ def info(cache_file: Path) -> None:
     click.echo("arrays:")
     for name, shape, dtype in reader.datasets():
         click.echo(f"  {name:<36} {dtype:<8} {'x'.join(map(str, shape)) or 'scalar'}")
+    _skipped(cache_file, reader)
     missing = incomplete_arrays(reader.file)
     click.echo("complete: yes" if not missing else f"complete: NO (unfinished: {', '.join(missing)})")
+
+
+def _skipped(cache_file: Path, reader: CacheReader) -> None:
+    """List the images skipped as unreadable (--skip-bad), per split, when the cache is complete."""
+    from cache import FeatureCache
+
+    if reader.incomplete():
+        return
+    cache = FeatureCache(cache_file)
+    for split in cache.splits:
+        paths = cache.skipped_paths(split)
+        if paths:
+            click.echo(f"skipped: {len(paths)} unreadable {split} image(s)")
+            for path in paths:
+                click.echo(f"  {path}")

@@ -49,7 +49,15 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
         raise UserError(f"the model loaded now differs from the one that built {cache.path} ({'; '.join(diff)}); "
                         "point --pretrained at the original weights")
     fitted = load_fitted(run_record)
-    probabilities = fitted.predict_proba(encode_files(loaded, list(images), device=device))
+    features = encode_files(loaded, list(images), device=device)
+    try:
+        probabilities = np.asarray(fitted.predict_proba(features))
+    except (ValueError, IndexError, TypeError, RuntimeError, AttributeError) as exc:  # crafted or mismatched .npz
+        raise UserError(f"{run_record.with_suffix('.npz')} does not fit these features "
+                        f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); refit the run") from None
+    if probabilities.shape != (len(images), len(fitted.classes)) or not np.isfinite(probabilities).all():
+        raise UserError(f"{run_record.with_suffix('.npz')} gives no valid probabilities for its "
+                        f"{len(fitted.classes)} classes; refit the run")
     rows = _top_k(images, probabilities, fitted.classes, top_k)
     for row in rows:
         best = ", ".join(f"{name} {p:.1%}" for name, p in row["top"])
@@ -60,12 +68,18 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
 
 def _read_record(path: Path) -> dict:
+    """The record's cache path and key, checked (strings; a relative path is read against the current folder)."""
+    from cache.safe_io import JSONFileError, read_json
+
     try:
-        record = json.loads(path.read_text())
-        record["cache"]["path"], record["cache"]["key"]
-        return record
-    except (ValueError, KeyError, TypeError):
-        raise UserError(f"{path} is not a run record of pipeline fit (no cache path/key)") from None
+        record = read_json(path)
+    except JSONFileError as exc:
+        raise UserError(f"{path} is not a run record of pipeline fit: {exc}") from None
+    cache = record.get("cache") if isinstance(record, dict) else None
+    if not (isinstance(cache, dict) and isinstance(cache.get("path"), str) and cache["path"]
+            and isinstance(cache.get("key"), str) and "\x00" not in cache["path"]):
+        raise UserError(f"{path} is not a run record of pipeline fit (no cache path/key)")
+    return record
 
 
 def _top_k(images, probabilities: np.ndarray, classes: list[str], k: int) -> list[dict]:
@@ -77,11 +91,13 @@ def _top_k(images, probabilities: np.ndarray, classes: list[str], k: int) -> lis
 
 
 def _write(out_file: Path, rows: list[dict]) -> None:
+    from cache.safe_io import atomic_path, atomic_write
+
     if out_file.suffix == ".json":
-        out_file.write_text(json.dumps([{"image": r["image"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
+        atomic_write(out_file, json.dumps([{"image": r["image"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
                                         for r in rows], indent=2))
         return
-    with open(out_file, "w", newline="") as handle:
+    with atomic_path(out_file) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "rank", "class", "probability"])
         for r in rows:

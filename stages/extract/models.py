@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import pickle
+import zipfile
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,11 @@ def load_model(
         )
         tokenizer = open_clip.get_tokenizer(name)
     except pickle.UnpicklingError:  # torch's weights-only loader met pickled code: never run it
-        raise ModelError(f"refusing {pretrained}: it holds pickled Python objects, not just tensors, and is loaded "
+        source = name.split(":", 1)[1] if schema else pretrained  # the file or folder that was refused
+        raise ModelError(f"refusing {source}: it holds pickled Python objects, not just tensors, and is loaded "
                          "with torch's weights-only loader; re-save it as a plain state_dict or .safetensors") from None
-    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError,
+            AttributeError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a big_vision .npz
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {model_name} with weights {weights}: {first[:300]}") from None
     model.eval()

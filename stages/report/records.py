@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from cache.safe_io import JSONFileError, read_json
 
 SCHEMA = "cmm-run/1"
 RECORD_GLOB = "shots*_seed*.json"
@@ -80,8 +81,8 @@ def parse_record(raw: Any, path: Path) -> RunRecord:
     if shots < 0:
         raise InvalidRecord(f'"shots" must be >= 0, got {shots}')
     metrics = raw.get("metrics")
-    if not isinstance(metrics, dict) or not _is_number(metrics.get("test_top1")):
-        raise InvalidRecord('"metrics.test_top1" must be a finite number')
+    if not isinstance(metrics, dict) or not _is_number(metrics.get("test_top1")) or not 0 <= metrics["test_top1"] <= 100:
+        raise InvalidRecord('"metrics.test_top1" must be a percentage (a number in 0..100)')
     random_weights = raw.get("random_weights", weights == "none")
     if not isinstance(random_weights, bool):
         raise InvalidRecord(f'"random_weights" must be true or false, got {random_weights!r}')
@@ -105,11 +106,9 @@ def parse_record(raw: Any, path: Path) -> RunRecord:
 def read_record(path: Path) -> RunRecord:
     """Read and validate one record file; raises InvalidRecord with the reason."""
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidRecord(f"cannot be read ({exc.__class__.__name__}: {exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise InvalidRecord(f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from exc
+        raw = read_json(path)
+    except JSONFileError as exc:
+        raise InvalidRecord(str(exc)) from None
     return parse_record(raw, path)
 
 
