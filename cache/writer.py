@@ -69,7 +69,8 @@ class BlockArray:
         data = np.asarray(data)
         if data.shape != expected:
             raise ValueError(f"{self.name} block {index}: got shape {data.shape}, expected {expected}")
-        stored = data.astype(self.dataset.dtype, copy=False)
+        with np.errstate(over="ignore"):  # an overflow is refused just below, with the fix
+            stored = data.astype(self.dataset.dtype, copy=False)
         if stored.dtype.kind == "f" and not np.isfinite(stored).all():  # checked AFTER the cast: fp16 overflows
             bad = int((~np.isfinite(stored)).any(axis=tuple(range(1, stored.ndim))).sum()) if stored.ndim > 1 else 1
             overflow = data.dtype != stored.dtype and np.isfinite(data).all()
