@@ -37,6 +37,6 @@ def save_figure(fig: Any, stem: Path) -> list[Path]:
 
     with atomic_path(png) as tmp:  # never a 0-byte or half-drawn plot, even when killed
         fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
-    with rc_context({"svg.fonttype": "none"}), atomic_path(svg) as tmp:  # titles stay searchable text
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "cmm"}), atomic_path(svg) as tmp:  # searchable, reproducible
         fig.savefig(tmp, format="svg", metadata={"Date": None})
     return [png, svg]
