@@ -84,3 +84,20 @@ def text_shape(path: Path | str, name: str, shape: tuple[int, ...], n_classes: i
     """Text features are (C, L, D) with one row per class and at least one template."""
     if len(shape) != 3 or shape[0] != n_classes or shape[1] < 1 or shape[2] < 1:
         raise _bad(path, f"{name} has shape {shape}, expected ({n_classes}, templates, dim)")
+
+
+def block_layout(path: Path | str, name: str, block_rows: object, lead_axes: object, shape: tuple[int, ...],
+                 done_shape: tuple[int, ...]) -> tuple[int, int]:
+    """A block-written array's ``block_rows`` and ``lead_axes`` attributes, and its done mask's shape."""
+    values = []
+    for attr, value in (("block_rows", block_rows), ("lead_axes", lead_axes)):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise _bad(path, f"{name}: {attr} is {str(value)[:40]!r}, not an integer")
+        values.append(int(value))
+    rows, lead = values
+    if rows < 1 or not 0 <= lead < len(shape):
+        raise _bad(path, f"{name}: block_rows {rows} or lead_axes {lead} out of range for shape {shape}")
+    expected = tuple(shape[:lead]) + (-(-shape[lead] // rows),)
+    if tuple(done_shape) != expected:
+        raise _bad(path, f"{name}: its progress mask has shape {tuple(done_shape)}, expected {expected}")
+    return rows, lead

@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from cache import validate
 from cache.errors import CacheError, CacheWriteError
 from cache.key import key_diff, key_digest
 from cache.layout import FORMAT, SCHEMA_VERSION, done_name, partial_path
@@ -42,9 +43,12 @@ class BlockArray:
         self._file = file
         self.name = name
         self.dataset = file[name]
+        if done_name(name) not in file:
+            raise validate._bad(file.filename, f"{name} has no progress mask")
         self.done = file[done_name(name)]
-        self.block_rows = int(self.dataset.attrs["block_rows"])
-        self.lead = int(self.dataset.attrs["lead_axes"])
+        self.block_rows, self.lead = validate.block_layout(
+            file.filename, name, self.dataset.attrs.get("block_rows"), self.dataset.attrs.get("lead_axes"),
+            tuple(self.dataset.shape), tuple(self.done.shape))
         self.durable = durable
 
     @property
