@@ -24,7 +24,7 @@ from stages.errors import ModelError
 from stages.extract.images import MAX_ASPECT_RATIO, BadImageError, load_rgb
 from stages.extract.models import load_model
 from tests.conftest import TINY_MODEL_CONFIG
-from tests.reliability.helpers import CACHE_NAME, ROOT, error_line, extract_args, run_cli, sha256
+from tests.reliability.helpers import CACHE_NAME, ROOT, error_line, extract_args, run_cli
 
 
 def _checkpoint(tmp_path, scale: float):
