@@ -39,6 +39,8 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     if cache.key != record["cache"]["key"]:
         raise UserError(f"{cache.path} changed since {run_record} was fitted (key differs); refit the run")
     attrs = cache.attrs
+    if not isinstance(attrs.get("model_arg", attrs.get("model")), str):
+        raise UserError(f"{cache.path} does not name the model that built it; rebuild it with pipeline extract --force")
     loaded = load_model(str(attrs.get("model_arg", attrs["model"])), pretrained or str(attrs.get("pretrained_arg", "none")),
                         weights_tag=attrs.get("weights_tag") or None)
     model_fields = {k: cache.key_fields.get(k) for k in loaded.key_fields}

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 import logging
 import os
 import pickle
-import zipfile
 import socket
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +23,7 @@ from urllib.parse import urlparse
 import torch
 
 from cache import file_sha256
+from cache.validate import MAX_LOGIT_SCALE
 from stages.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,9 @@ def load_model(
     logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
     if weights == "none":
         logit_scale = 100.0  # a random model's init scale (1/0.07) is meaningless; use CLIP's trained value
+    if not math.isfinite(logit_scale) or not 0.0 < logit_scale <= MAX_LOGIT_SCALE:  # a broken or crafted checkpoint
+        raise ModelError(f"model {model_name} with weights {weights} has logit scale {logit_scale}, outside "
+                         f"(0, {MAX_LOGIT_SCALE:g}]; the checkpoint is broken or not a CLIP model")
         log.warning("model %s has RANDOM weights (--pretrained none): features are not CLIP features", name)
     key_fields = {
         "model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",

@@ -167,3 +167,17 @@ def test_each_block_is_fsynced_before_its_flag(tmp_path, monkeypatch):
     assert not partial_path(path).exists()
     with h5py.File(path, "r") as f:
         np.testing.assert_array_equal(f["image/train/features"][:, 0], [0, 0, 1, 1, 2, 2])
+
+
+def test_checkpoint_with_a_broken_logit_scale_is_refused_before_writing(small_dataset, tmp_path):
+    """Item 9: a checkpoint whose logit scale is NaN would give chance accuracy; refused at load, no cache."""
+    state = load_model(str(TINY_MODEL_CONFIG), "none").model.state_dict()
+    state["logit_scale"] = torch.tensor(float("nan"))
+    checkpoint = tmp_path / "nan_scale.pt"
+    torch.save(state, checkpoint)
+    args = extract_args(small_dataset, tmp_path / "cache")
+    args[args.index("--pretrained") + 1] = str(checkpoint)
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert "logit scale nan" in error_line(result.output)
+    assert not (tmp_path / "cache").exists()
