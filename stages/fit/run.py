@@ -117,6 +117,9 @@ def shift_top1(estimator, base_classes: int, shifted: LazyTestSplit) -> float:
     parents = shifted.parent_class_ids
     if parents is not None:
         parents = np.asarray(parents, dtype=np.int64)
+        if len(parents) and parents.max() >= base_classes:
+            raise FitError(f"{shifted.dataset}: parent class id {int(parents.max())} is outside the {base_classes} "
+                           "classes the model was fitted on; extract it against the right parent dataset")
         return float((parents[logits[:, parents].argmax(1)] == parents[y]).mean() * 100.0)
     if len(shifted.classes) != base_classes:
         raise FitError(f"{shifted.dataset} has {len(shifted.classes)} classes and no mapping onto the "
