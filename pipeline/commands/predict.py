@@ -35,7 +35,11 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     if out_file is not None and out_file.suffix not in (".csv", ".json"):
         raise click.BadParameter(f"'{out_file}' must end in .csv or .json", param_hint="--out")
     record = _read_record(run_record)
-    cache = FeatureCache(record["cache"]["path"])
+    cache_path = Path(record["cache"]["path"])
+    if not cache_path.is_absolute() and not cache_path.exists():  # a record written before paths were absolute
+        raise UserError(f"{run_record} names its cache by the relative path {cache_path}, which is not under the "
+                        "current folder; run predict from the folder where pipeline fit ran, or refit the run")
+    cache = FeatureCache(cache_path)
     if cache.key != record["cache"]["key"]:
         raise UserError(f"{cache.path} changed since {run_record} was fitted (key differs); refit the run")
     attrs = cache.attrs

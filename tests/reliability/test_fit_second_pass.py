@@ -114,6 +114,14 @@ def test_predict_works_from_any_folder(built, tmp_path):
     assert predict.returncode == 0, predict.stderr
     assert predict.stdout.startswith(f"{image}: ")
 
+    old = json.loads(record.read_text())  # a record from before: relative path, predict run elsewhere
+    old["cache"]["path"] = "cache/c.h5"
+    record.write_text(json.dumps(old))
+    refused = subprocess.run([sys.executable, "-m", "pipeline", "-q", "predict", str(image), "--run", str(record)],
+                             cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1
+    assert "relative path cache/c.h5" in error_line(refused.stderr) and "where pipeline fit ran" in refused.stderr
+
 
 def test_one_class_dataset_is_refused_before_anything_is_written(tmp_path):
     """Item 8: one class: a one-line error, no orphan .npz, no record."""
