@@ -2,7 +2,7 @@
 
 The test split is read only after a run's estimator is fitted, for its final score; nothing is chosen on it.
 Each run writes ``RUNS/<dataset>/<model>__<weights>/<method_label>/shots<K>_seed<S>.json`` (docs/records.md)
-and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same cache are skipped.
+and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same cache and subset source are skipped.
 """
 
 from __future__ import annotations
