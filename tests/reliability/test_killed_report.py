@@ -9,6 +9,7 @@ absent or complete. A rerun restores everything.
 from __future__ import annotations
 
 import random
+import shutil
 import time
 from pathlib import Path
 
@@ -37,32 +38,47 @@ def runs(tmp_path_factory) -> Path:
     return root / "runs"
 
 
-def test_killed_report_leaves_whole_files_and_no_lying_index(runs, tmp_path):
-    out = tmp_path / "report"
-    started = time.monotonic()
+def report(runs: Path, out: Path) -> None:
     child = spawn(["report", "--runs-dir", str(runs), "--out", str(out)])
     _, err = child.communicate(timeout=600)
-    duration = time.monotonic() - started
     assert child.returncode == 0, err
-    reference = visible(out)
-    assert "README.md" in reference and any(name.endswith(".png") for name in reference)
+
+
+def test_killed_report_leaves_whole_files_and_no_lying_index(runs, tmp_path):
+    """A report of fewer runs exists; a report of more runs over it is killed: each file is the old or the new
+    one, whole, and the index is either gone or the new, complete one (never the old one beside new tables)."""
+    fewer = tmp_path / "fewer"
+    shutil.copytree(runs, fewer)
+    for folder in list(fewer.rglob("linear_probe")):
+        shutil.rmtree(folder)
+    old_out, new_out, out = tmp_path / "old", tmp_path / "new", tmp_path / "report"
+    report(fewer, old_out)
+    started = time.monotonic()
+    report(runs, new_out)
+    duration = time.monotonic() - started
+    old, new = visible(old_out), visible(new_out)
+    assert "README.md" in old and any(name.endswith(".png") for name in new) and old["README.md"] != new["README.md"]
 
     rng = random.Random(15)
     landed = []  # what each kill left: the index gone (mid-report), or a complete report
     for _ in range(TRIALS):
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(old_out, out)
         child = spawn(["report", "--runs-dir", str(runs), "--out", str(out)])
-        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        time.sleep(rng.uniform(0.4, 1.0) * duration)
         child.kill()
         child.communicate(timeout=60)
         found = visible(out)
-        landed.append("mid-report" if "README.md" not in found else "complete")
-        for name, digest in found.items():  # old or new, every file is whole: equal to the reference's
-            assert digest == reference[name], name
-        assert all(p.stat().st_size > 0 for p in out.rglob("*") if p.is_file() and not p.name.startswith("."))
+        for name, digest in found.items():  # every file is whole: the old report's or the new one's
+            assert digest in (old.get(name), new.get(name)), name
+        if "README.md" in found:
+            assert found["README.md"] == new["README.md"]  # an index exists only for the complete new report
+            assert found == new
+        landed.append("complete" if "README.md" in found else "mid-report")
         leftovers = [p.name for p in out.rglob(".*") if p.is_file()]
         assert all(name.endswith(".tmp") for name in leftovers), leftovers  # only unique temp names remain
 
     assert "mid-report" in landed, landed  # at least one kill landed while the report was being written
     again = run_cli("report", "--runs-dir", str(runs), "--out", str(out))
     assert again.exit_code == 0, again.output
-    assert visible(out) == reference
+    assert visible(out) == new
