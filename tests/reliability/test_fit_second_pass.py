@@ -54,14 +54,14 @@ def test_concurrent_fits_of_one_run_both_succeed_with_a_matching_pair(built, tmp
     """Item 4: two real `pipeline fit` processes, same method, same runs folder, several runs each."""
     runs = tmp_path / "runs"
     args = fit_args(built, runs, method="zero_shot,linear_probe")
-    args[args.index("--shots") + 1], args[args.index("--seeds") + 1] = "1,2", "1,2"
+    args[args.index("--shots") + 1], args[args.index("--seeds") + 1] = "1,2,4", "1,2,3,4"
     children = [spawn(args) for _ in range(2)]
     outputs = [child.communicate(timeout=600) for child in children]
     for child, (_, err) in zip(children, outputs):
         assert child.returncode == 0, err
         assert "Traceback" not in err
     paths = sorted(runs.rglob("shots*_seed*.json"))
-    assert len(paths) == 2 * 2 * 2
+    assert len(paths) == 2 * 3 * 4
     assert not [p for p in runs.rglob("*.tmp")]
     cache = FeatureCache(built)
     X, y = cache.features("test"), cache.split_labels("test")[cache.positions("test")]
