@@ -291,3 +291,18 @@ def test_full_disk_during_fit_or_report_is_one_line_and_keeps_old_files(built, t
         after = records(out)
         assert "README.md" not in after
         assert all(after[name] == before_report[name] for name in after)
+
+
+def test_shift_cache_with_parent_ids_outside_the_fitted_classes_is_refused(tmp_path):
+    """Item 9 (bounds): an --eval-on cache whose parent class ids point past the fitted classes: one line."""
+    from stages.errors import FitError
+    from stages.fit.run import fit_runs
+    from stages.fit.synthetic import make_clip_like
+
+    source = make_clip_like(n_classes=4, dim=16, train_per_class=4, val_per_class=2, test_per_class=3, seed=1)
+    shifted = make_clip_like(n_classes=2, dim=16, train_per_class=1, val_per_class=1, test_per_class=3, seed=2)
+    shifted.dataset, shifted.parent_class_ids = "shifted", np.array([1, 7])
+    with pytest.raises(FitError, match="parent class id 7 is outside the 4 classes"):
+        fit_runs(source, methods=["zero_shot"], shots=[1], seeds=[1], runs_dir=tmp_path / "runs",
+                 eval_sources={"shifted": shifted}, progress=lambda _: None)
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
