@@ -1,6 +1,8 @@
 """One writer per cache file: an advisory ``flock`` on a sibling ``.lock`` file.
 
-The kernel releases a ``flock`` when its holder dies, so a killed writer never leaves a stale lock.
+The kernel releases a ``flock`` when its holder dies, so a killed writer never leaves a stale lock. A
+``flock`` belongs to the open file, which ``fork`` shares with the child (DataLoader workers): a child
+closes its inherited copies at once, so an orphaned worker cannot keep the lock of a killed writer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,21 @@ import time
 from pathlib import Path
 
 from cache.errors import CacheLockedError
+
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_inherited() -> None:
+    """In a forked child: drop the inherited lock descriptors (the parent keeps its lock)."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
 
 
 class WriteLock:
@@ -45,12 +62,15 @@ class WriteLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
 
     def release(self) -> None:
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            if fd in _HELD:  # not a copy a fork already closed
+                _HELD.discard(fd)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def __enter__(self) -> "WriteLock":
         self.acquire()

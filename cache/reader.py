@@ -9,7 +9,8 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from cache.errors import CacheIncompleteError, CacheMismatchError, CacheMissingError
+from cache import validate
+from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError, CacheMissingError
 from cache.key import key_diff
 from cache.layout import DONE_SUFFIX, FORMAT, SCHEMA_VERSION, partial_path
 
@@ -60,7 +61,7 @@ class CacheReader:
 
     @property
     def key(self) -> str:
-        return str(self.file.attrs["key"])
+        return validate.key_attr(self.path, self.file.attrs.get("key"))
 
     @property
     def key_fields(self) -> dict[str, str]:
@@ -133,7 +134,13 @@ class CacheReader:
             self.close()
             raise CacheMismatchError(f"{self.path} is an HDF5 file but not a feature cache of this tool "
                                      f"(no '{FORMAT}' tag)")
-        if version is None or int(version) > SCHEMA_VERSION:
+        try:
+            version = validate.schema_version(self.path, version)
+            validate.key_attr(self.path, self.file.attrs.get("key"))
+        except CacheError:
+            self.close()
+            raise
+        if version > SCHEMA_VERSION:
             self.close()
             raise CacheMismatchError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "

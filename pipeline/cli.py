@@ -24,7 +24,8 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {with_hint(exc, ctx.invoked_subcommand)}", fg="red", err=True)
+            message = " ".join(with_hint(exc, ctx.invoked_subcommand).split())  # one line, whatever the cause
+            click.secho(f"error: {message}", fg="red", err=True)
             from cache.errors import CacheWriteError  # loaded already whenever one was raised
 
             if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)

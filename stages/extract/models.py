@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import pickle
 import socket
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,6 +21,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from cache.validate import MAX_LOGIT_SCALE
 from stages.shared.errors import ModelError
 from stages.shared.naming import CHECKPOINT_SUFFIXES, file_identity, file_sha256, local_dir_identity
 
@@ -84,9 +87,11 @@ def load_model(
         )
         tokenizer = open_clip.get_tokenizer(name)
     except pickle.UnpicklingError:  # torch's weights-only loader met pickled code: never run it
-        raise ModelError(f"refusing {pretrained}: it holds pickled Python objects, not just tensors, and is loaded "
+        source = name.split(":", 1)[1] if schema else pretrained  # the file or folder that was refused
+        raise ModelError(f"refusing {source}: it holds pickled Python objects, not just tensors, and is loaded "
                          "with torch's weights-only loader; re-save it as a plain state_dict or .safetensors") from None
-    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
+    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError,
+            AttributeError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a big_vision .npz
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot load model {model_name} with weights {weights}: {first[:300]}") from None
     model.eval()
@@ -96,6 +101,9 @@ def load_model(
     if weights == "none":
         logit_scale = 100.0  # a random model's init scale (1/0.07) is meaningless; use CLIP's trained value
         log.warning("model %s has RANDOM weights (--pretrained none): features are not CLIP features", name)
+    if not math.isfinite(logit_scale) or not 0.0 < logit_scale <= MAX_LOGIT_SCALE:  # a broken or crafted checkpoint
+        raise ModelError(f"model {model_name} with weights {weights} has logit scale {logit_scale}, outside "
+                         f"(0, {MAX_LOGIT_SCALE:g}]; the checkpoint is broken or not a CLIP model")
     key_fields = {
         "model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",
         "weights": weights,

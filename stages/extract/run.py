@@ -118,7 +118,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
         count, skipped = _merge_shards(path, key, world, rank, meter.count, skipped, progress)
         return ExtractResult(path, count, skipped, rate)
     if skipped:
-        progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info shows them)")
+        progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info lists them)")
     progress(f"{path}: {meter.count} image views encoded ({rate:.1f} img/s)")
     return ExtractResult(path, meter.count, skipped, rate)
 
@@ -149,7 +149,7 @@ def _merge_shards(path: Path, key: dict, world: int, rank: int, count: int, skip
     if rank == 0:
         merge_parts(path, [partial_path(part_path(path, r, world)) for r in range(world)], key)
         if skipped:
-            progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info shows them)")
+            progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info lists them)")
         progress(f"{path}: merged {world} parts; {total} image views encoded in all")
     dist.barrier()  # no rank returns before the cache exists
     return total, skipped

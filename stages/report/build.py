@@ -7,7 +7,7 @@ from typing import Callable, Iterable
 
 from stages.shared.errors import ReportError
 from stages.report.groups import Family, group_records
-from stages.report.index import write_index
+from stages.report.index import index_path, write_index
 from stages.report.plot_common import have_matplotlib
 from stages.report.published import PublishedSeries, load_published
 from stages.report.records import load_records
@@ -73,6 +73,7 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
     written: dict[str, list[Path]] = {fmt: [] for fmt in formats} | {"png": [], "svg": [], "index": []}
 
     tables = build_tables(families, series)
+    index_path(out_dir).unlink(missing_ok=True)  # a report killed from here on leaves no index that lies
     table_paths = []
     for table in tables:
         paths = write_table(table, out_dir / "tables", formats)

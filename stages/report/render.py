@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from stages.shared.safe_io import atomic_write
 from stages.report.stats import Missing, Stat, Value
 from stages.report.table import Table, cell_text
 
@@ -145,6 +146,6 @@ def write_table(table: Table, directory: Path, formats: tuple[str, ...]) -> dict
     written = {}
     for fmt in formats:
         path = directory / f"{table.name}.{fmt}"
-        path.write_text(RENDERERS[fmt](table), encoding="utf-8")
+        atomic_write(path, RENDERERS[fmt](table))  # never a half-written table, even when killed
         written[fmt] = path
     return written
