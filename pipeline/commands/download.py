@@ -6,18 +6,19 @@ from pathlib import Path
 
 import click
 
-from pipeline.settings import DATA_ROOT_ENV
+from pipeline.settings import DATA_ROOT_ENV, MANIFEST_ENV, MIRROR_ENV
 
 
 @click.command()
 @click.argument("datasets", nargs=-1, required=True)
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV, required=True,
               help=f"Folder that holds the dataset folders (CoOp's DATA layout) [env {DATA_ROOT_ENV}].")
-@click.option("--mirror", "mirrors", multiple=True, metavar="URL",
-              help="Look for every archive by its file name under URL (or a local folder) first; repeatable.")
-@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--mirror", "mirrors", multiple=True, metavar="URL", envvar=MIRROR_ENV,
+              help=f"Look for every archive by its file name under URL (or a local folder) first; repeatable "
+                   f"[env {MIRROR_ENV}, space-separated].")
+@click.option("--manifest", type=click.Path(dir_okay=False, path_type=Path), envvar=MANIFEST_ENV,
               help='JSON of the built-in manifest\'s form, overriding or adding entries, e.g. '
-                   '{"dtd": {"files": [{"url": "...", "sha256": "..."}]}}.')
+                   f'{{"dtd": {{"files": [{{"url": "...", "sha256": "..."}}]}}}} [env {MANIFEST_ENV}].')
 @click.option("--keep-archives", is_flag=True, help="Keep the downloaded archives (under DATA/.pipeline-download/).")
 @click.option("--dry-run", is_flag=True, help="Only say what would be fetched, its size and where it would go.")
 def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> None:
@@ -33,8 +34,13 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
     pipeline download caltech101 --data-root ~/data --mirror https://lab.example.org/datasets
     pipeline download sun397 --data-root ~/data --dry-run
     """
-    from stages.extract.download import DownloadRequest
+    from stages.extract.download import DOWNLOADABLE, DownloadRequest
     from stages.extract.download import download as run_download
+
+    unknown = [name for name in datasets if name not in DOWNLOADABLE]
+    if unknown:
+        raise click.BadParameter(f"unknown dataset '{unknown[0]}' (choose from {', '.join(DOWNLOADABLE)})",
+                                 param_hint="'DATASETS'")
 
     request = DownloadRequest(datasets=tuple(datasets), data_root=data_root, manifest=manifest, mirrors=tuple(mirrors),
                               keep_archives=keep_archives, dry_run=dry_run)

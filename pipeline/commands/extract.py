@@ -69,7 +69,8 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Seconds to wait for another writer of the same cache file.")
 @click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
 @click.option("--download", "fetch_dataset", is_flag=True,
-              help="First fetch the dataset into --data-root if it is not there (as `pipeline download`).")
+              help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
+                   "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
 def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
             skip_bad, wait, force, fetch_dataset) -> None:
@@ -107,4 +108,9 @@ def _download_first(dataset: str, data_root: Path | None) -> None:
         raise click.BadParameter(f"give --data-root (or {DATA_ROOT_ENV}) to download into", param_hint="'--download'")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise click.BadParameter("run `pipeline download` before torchrun, not inside it", param_hint="'--download'")
-    download(DownloadRequest(datasets=(dataset,), data_root=data_root), echo=click.echo)
+    from pipeline.settings import MANIFEST_ENV, MIRROR_ENV
+
+    manifest = os.environ.get(MANIFEST_ENV) or None
+    mirrors = tuple(os.environ.get(MIRROR_ENV, "").split())
+    download(DownloadRequest(datasets=(dataset,), data_root=data_root, manifest=Path(manifest) if manifest else None,
+                             mirrors=mirrors), echo=click.echo)
