@@ -29,6 +29,7 @@ class Served:
     files: dict[str, bytes] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     cut_next: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before cutting (once)
+    types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type (default octet-stream)
     base: str = ""
 
     def add(self, path: str, data: bytes) -> str:
@@ -68,7 +69,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.send_response(200)
         body = data[start:]
-        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Type", served.types.get(path, "application/octet-stream"))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         cut = served.cut_next.pop(path, None)

@@ -300,3 +300,36 @@ def test_bad_arguments_and_manifests_are_one_line_errors(tmp_path):
     wrong = write_manifest(tmp_path / "w.json", {"dtd": {"files": [{"url": "ftp://x/y.tar", "md5": "abc"}]}})
     refused = run("download", "dtd", "--data-root", str(tmp_path), "--manifest", str(wrong))
     assert refused.exit_code == 1 and "must be an http(s):// or file:// URL" in refused.output
+
+
+def test_interrupted_unpack_resumes_without_fetching_again(server, tmp_path):
+    """Killed while unpacking: the verified archive is kept, the files already out are kept, the rest follow."""
+    split = bundled_split("split_zhou_DescribableTextures.json")
+    paths = listed(split)
+    archive = dtd_archive(paths)
+    manifest = write_manifest(tmp_path / "m.json", files_override(server, "dtd", "dtd-r1.0.1.tar.gz", archive))
+    data = tmp_path / "data"
+    staging = data / STAGING / "dtd"
+    (staging / "downloads").mkdir(parents=True)
+    (staging / "downloads" / "dtd-r1.0.1.tar.gz").write_bytes(archive)  # fetched and verified before the kill
+    for path in paths[:100]:  # the first 100 files were out when the run was killed
+        (staging / "unpacked" / "dtd" / "images" / path).parent.mkdir(parents=True, exist_ok=True)
+        (staging / "unpacked" / "dtd" / "images" / path).write_bytes(IMAGE)
+    (staging / "unpacked" / "dtd" / "images" / (paths[100] + ".part")).write_bytes(b"half")
+    result = run("download", "dtd", "--data-root", str(data), "--manifest", str(manifest))
+    assert result.exit_code == 0, result.output
+    assert server.requests == []
+    open_dataset("dtd", data).validate()
+    assert not list((data / "dtd").rglob("*.part"))
+
+
+def test_a_web_page_instead_of_the_file_is_refused(server, tmp_path):
+    """Hosts such as Google Drive answer quota or login pages with HTTP 200: never taken for the archive."""
+    page = b"<html><body>Quota exceeded</body></html>"
+    url = server.add("/drive/UCF-101-midframes.zip", page)
+    server.types["/drive/UCF-101-midframes.zip"] = "text/html"
+    manifest = write_manifest(tmp_path / "m.json", {"ucf101": {"files": [{"url": url}]}})
+    result = run("download", "ucf101", "--data-root", str(tmp_path / "data"), "--manifest", str(manifest))
+    assert result.exit_code == 1
+    assert "answered with a web page, not the file" in result.output and "--mirror" in result.output
+    assert not (tmp_path / "data" / "ucf101").exists()
