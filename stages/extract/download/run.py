@@ -25,7 +25,7 @@ from stages.extract.download.fetch import Fetcher, disk_full, part_path
 from stages.extract.download.manifest import DatasetEntry, Step, load_manifest
 from stages.extract.download.progress import human_bytes
 from stages.extract.download.unpack import unpack
-from stages.extract.download.verify import verify_layout
+from stages.extract.download.verify import classnames_candidates, needs_classnames, verify_layout
 
 STAGING = ".pipeline-download"
 DOWNLOADABLE: tuple[str, ...] = tuple(key for key in DATASETS if key not in ("folder", "digits"))
@@ -143,13 +143,15 @@ def _fetch_and_lay_out(entry: DatasetEntry, data: Path, request: DownloadRequest
     building.mkdir(parents=True, exist_ok=True)
     if entry.split is not None and entry.split.bundled:
         _place_bundled_split(entry, building)
-    summary = verify_layout(entry, staging)
+    summary = verify_layout(entry, staging, classnames_root=data if needs_classnames(entry) else None)
     final = data / entry.dirname
     try:
         os.rename(building, final)
     except OSError as exc:
         raise DownloadError(f"{entry.key}: cannot move the finished dataset to {final} ({exc.strerror}) — "
                             f"it is complete in {building}; move it there yourself") from None
+    if needs_classnames(entry) and any(path.is_file() for path in classnames_candidates(entry, data)):
+        summary = verify_layout(entry, data)  # the class list is there: check the set as extract will read it
     shutil.rmtree(unpacked, ignore_errors=True)
     if request.keep_archives:
         detail = f"{summary}; archives kept in {downloads}"

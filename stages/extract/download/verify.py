@@ -19,17 +19,24 @@ def classnames_candidates(entry: DatasetEntry, data: Path) -> list[Path]:
     return [data / entry.dirname / "classnames.txt", data / "imagenet" / "classnames.txt"]
 
 
-def verify_layout(entry: DatasetEntry, data: Path) -> str:
+def needs_classnames(entry: DatasetEntry) -> bool:
+    """ImageNet-Sketch, -A and -R: their reader maps wnid folders through CoOp's ImageNet classnames.txt."""
+    return entry.key in _NEEDS_CLASSNAMES
+
+
+def verify_layout(entry: DatasetEntry, data: Path, classnames_root: Path | None = None) -> str:
     """Check ``data/entry.dirname`` as extract will read it; returns a summary, raises DownloadError on a mismatch.
 
     Every image the split file (or official split lists) names must be a file: the error says how many are
-    missing. ImageNet-Sketch/-A/-R without a classnames.txt are checked by their class folders only (the
-    reader needs CoOp's classnames.txt to map them; the summary says so).
+    missing. ImageNet-Sketch/-A/-R are checked by their class folders only when ``classnames_root`` is given
+    (a dataset being built outside the data folder) or no classnames.txt is found: the reader needs CoOp's
+    classnames.txt to map them, and the summary says where it goes.
     """
     key = entry.key
-    if key in _NEEDS_CLASSNAMES and not any(path.is_file() for path in classnames_candidates(entry, data)):
-        return _count_shift_images(entry, data)
-    listed = entry.split.file if entry.split else "the dataset's split lists"
+    if needs_classnames(entry) and (
+            classnames_root is not None or not any(path.is_file() for path in classnames_candidates(entry, data))):
+        return _count_shift_images(entry, data, classnames_root or data)
+    listed = entry.split.file if entry.split else "the listing extract reads"
     try:
         reader = open_dataset(key, data)
         items = [item for split in reader.splits for item in reader.items(split)]
@@ -48,7 +55,7 @@ def verify_layout(entry: DatasetEntry, data: Path) -> str:
     return f"{len(items)} images verified against {listed}"
 
 
-def _count_shift_images(entry: DatasetEntry, data: Path) -> str:
+def _count_shift_images(entry: DatasetEntry, data: Path, classnames_root: Path) -> str:
     """Class folders and images of a shift set whose classnames.txt is not there yet."""
     image_root = data / entry.dirname / SHIFT_LAYOUTS[entry.key].image_dir
     classes = subfolders(image_root) if image_root.is_dir() else []
@@ -56,6 +63,9 @@ def _count_shift_images(entry: DatasetEntry, data: Path) -> str:
         raise DownloadError(f"{entry.key}: no class folders under {image_root} after unpacking — the archive is not "
                             "the published one; check the manifest URL or use --mirror")
     count = sum(len(image_files(image_root / name)) for name in classes)
-    where = " or ".join(str(path) for path in classnames_candidates(entry, data))
-    return (f"{count} images in {len(classes)} class folders; extract also needs CoOp's ImageNet classnames.txt in "
-            f"{where} (linked in CoOp's DATASETS.md)")
+    candidates = classnames_candidates(entry, classnames_root)
+    summary = f"{count} images in {len(classes)} class folders"
+    if any(path.is_file() for path in candidates):
+        return summary
+    where = " or ".join(str(path) for path in candidates)
+    return f"{summary}; extract also needs CoOp's ImageNet classnames.txt in {where} (linked in CoOp's DATASETS.md)"
