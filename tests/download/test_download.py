@@ -333,3 +333,31 @@ def test_a_web_page_instead_of_the_file_is_refused(server, tmp_path):
     assert result.exit_code == 1
     assert "answered with a web page, not the file" in result.output and "--mirror" in result.output
     assert not (tmp_path / "data" / "ucf101").exists()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_full_disk_is_a_one_line_error_and_keeps_what_was_fetched(server, tmp_path):
+    """The kernel's own ENOSPC (writes to /dev/full) while fetching: one line naming the file, no traceback."""
+    manifest = write_manifest(tmp_path / "m.json", files_override(server, "dtd", "dtd-r1.0.1.tar.gz", b"x" * 5000))
+    data = tmp_path / "data"
+    downloads = data / STAGING / "dtd" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "dtd-r1.0.1.tar.gz.part").symlink_to("/dev/full")
+    result = run("download", "dtd", "--data-root", str(data), "--manifest", str(manifest))
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    last = result.output.strip().splitlines()[-1]
+    assert last.startswith("error: disk full while writing") and "dtd-r1.0.1.tar.gz.part" in last
+    assert "free some space" in last and not (data / "dtd").exists()
+
+
+def test_a_local_folder_works_as_a_mirror(server, tmp_path):
+    """A lab copy in a folder (--mirror DIR) is used by file name; what it lacks comes from the manifest URL."""
+    manifest, _, archive = eurosat_with_served_split(server, tmp_path)
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    (lab / "EuroSAT.zip").write_bytes(archive)
+    data = tmp_path / "data"
+    result = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest), "--mirror", str(lab))
+    assert result.exit_code == 0, result.output
+    assert server.requests == [("/coop/split_zhou_EuroSAT.json", None)]
+    open_dataset("eurosat", data).validate()

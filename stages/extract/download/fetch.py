@@ -14,6 +14,7 @@ import http.client
 import os
 import shutil
 import socket
+import stat
 import time
 import urllib.error
 import urllib.request
@@ -150,9 +151,9 @@ class Fetcher:
                 offset = 0
             total = offset + int(length) if length is not None and length.isdigit() else None
             self._check_space(partial, (total - offset) if total is not None else entry.approx_bytes)
-            mode = "ab" if offset else "wb"
-            with open(partial, mode) as out:
-                out.truncate(offset)
+            # unbuffered: every byte received is on disk, nothing is left to fail at close; "ab": the part holds
+            # exactly ``offset`` bytes
+            with open(partial, "ab" if offset else "wb", buffering=0) as out:
                 done = self._copy(response, out, partial, ByteProgress(entry.name, total, offset, self.echo))
         return total is None or done >= total
 
@@ -164,21 +165,21 @@ class Fetcher:
         total = source.stat().st_size
         offset = offset if offset <= total else 0
         self._check_space(partial, total - offset)
-        with open(source, "rb") as src, open(partial, "ab" if offset else "wb") as out:
-            out.truncate(offset)
+        with open(source, "rb") as src, open(partial, "ab" if offset else "wb", buffering=0) as out:
             src.seek(offset)
             self._copy(src, out, partial, ByteProgress(entry.name, total, offset, self.echo))
         return True
 
     def _copy(self, source: BinaryIO, out: BinaryIO, partial: Path, progress: ByteProgress) -> int:
-        """Stream ``source`` into ``out`` with progress; a cut connection keeps what arrived (flushed to disk)."""
+        """Stream ``source`` into the unbuffered ``out`` with progress; a cut connection keeps what arrived."""
         try:
-            while True:
-                chunk = source.read(CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
+            while chunk := source.read(CHUNK):
+                view = memoryview(chunk)
+                while view:
+                    view = view[out.write(view):]
                 progress.update(len(chunk))
+            if stat.S_ISREG(os.fstat(out.fileno()).st_mode):
+                os.fsync(out.fileno())
         except OSError as exc:
             if exc.errno == errno.ENOSPC:
                 raise disk_full(partial, exc) from None
@@ -187,13 +188,6 @@ class Fetcher:
         except http.client.IncompleteRead:
             pass
         finally:
-            try:
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                if exc.errno == errno.ENOSPC:
-                    raise disk_full(partial, exc) from None
-                raise
             progress.close()
         return progress.done
 
