@@ -361,3 +361,21 @@ def test_a_local_folder_works_as_a_mirror(server, tmp_path):
     assert result.exit_code == 0, result.output
     assert server.requests == [("/coop/split_zhou_EuroSAT.json", None)]
     open_dataset("eurosat", data).validate()
+
+
+def test_a_kept_archive_that_no_longer_matches_the_manifest_is_fetched_again(server, tmp_path):
+    manifest, _, archive = eurosat_with_served_split(server, tmp_path)
+    data = tmp_path / "data"
+    downloads = data / STAGING / "eurosat" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "EuroSAT.zip").write_bytes(b"an older release")
+    stale = data / STAGING / "eurosat" / "unpacked" / "2750" / "Stale" / "Stale_1.jpg"  # unpacked from it
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"old")
+    (data / STAGING / "eurosat" / ".unpacked-EuroSAT.zip").touch()
+    result = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
+    assert result.exit_code == 0, result.output
+    assert "does not match the manifest's checksum; fetching it again" in result.output
+    assert ("/official/EuroSAT.zip", None) in server.requests
+    open_dataset("eurosat", data).validate()
+    assert not (data / "eurosat" / "2750" / "Stale").exists()  # nothing from the old archive's unpacking

@@ -71,7 +71,6 @@ class Fetcher:
     backoff: float = 2.0
     timeout: float = 60.0
     free_bytes: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
-    requests: int = 0  # HTTP requests made (a second download of a finished dataset makes none)
 
     def candidates(self, entry: FileEntry) -> list[str]:
         """Mirror locations of the file (by its name) first, then its manifest URL."""
@@ -83,11 +82,19 @@ class Fetcher:
                 urls.append(str(Path(mirror).expanduser() / entry.name))
         return urls + [entry.url]
 
-    def fetch(self, entry: FileEntry, folder: Path) -> Path:
-        """``folder/entry.name``, fetched and checked unless it is already there (then nothing is fetched)."""
+    def fetch(self, entry: FileEntry, folder: Path) -> bool:
+        """Put ``folder/entry.name`` in place, fetched and checked; False when it was already there (nothing fetched).
+
+        A file kept from an earlier run is checked again (the manifest may have changed since); one that no
+        longer matches is deleted and fetched again.
+        """
         final = folder / entry.name
         if final.is_file():
-            return final
+            expected = entry.checksums
+            if not expected or file_digests(final, sorted(expected)) == expected:
+                return False
+            self.echo(f"  {entry.name}: the kept file does not match the manifest's checksum; fetching it again")
+            final.unlink()
         folder.mkdir(parents=True, exist_ok=True)
         partial = part_path(final)
         failures: list[str] = []
@@ -105,7 +112,7 @@ class Fetcher:
                 continue
             self._check(entry, partial, url)
             os.replace(partial, final)
-            return final
+            return True
         tried = "; ".join(failures)
         raise DownloadError(f"{entry.name}: could not fetch it ({tried}) — retry later (a partial file resumes), or "
                             f"pass --mirror URL of a host or folder that has {entry.name}")
@@ -135,7 +142,6 @@ class Fetcher:
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if offset:
             headers["Range"] = f"bytes={offset}-"
-        self.requests += 1
         try:
             response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=self.timeout)
         except urllib.error.HTTPError as exc:

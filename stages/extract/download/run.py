@@ -136,8 +136,10 @@ def _fetch_and_lay_out(entry: DatasetEntry, data: Path, request: DownloadRequest
             echo(f"{entry.key}: fetching {item.name}")
             if not item.checksums:
                 echo(f"  {item.name}: no published checksum ({item.no_checksum or 'none given'})")
+        if fetcher.fetch(item, downloads):
             fetched.append(item.name)
-        fetcher.fetch(item, downloads)
+    if fetched:  # what was unpacked or laid out before came from other files: start the layout afresh
+        _clear_layout(staging, unpacked, building)
     for step in entry.steps:
         _run_step(step, entry, staging, downloads, unpacked, building, echo)
     building.mkdir(parents=True, exist_ok=True)
@@ -243,6 +245,14 @@ def _place_bundled_split(entry: DatasetEntry, building: Path) -> None:
         if exc.errno == errno.ENOSPC:
             raise disk_full(dest, exc) from None
         raise
+
+
+def _clear_layout(staging: Path, unpacked: Path, building: Path) -> None:
+    """Remove unpacked files, the dataset folder being built and the unpack markers (the downloads stay)."""
+    shutil.rmtree(unpacked, ignore_errors=True)
+    shutil.rmtree(building, ignore_errors=True)
+    for marker in staging.glob(".unpacked-*"):
+        marker.unlink()
 
 
 def _remove_if_empty(path: Path) -> None:
