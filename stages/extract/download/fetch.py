@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from stages.extract.download.errors import DownloadError
 from stages.extract.download.manifest import FileEntry
@@ -136,8 +137,10 @@ class Fetcher:
 
     def _transfer(self, url: str, entry: FileEntry, partial: Path) -> bool:
         """One request for the rest of the file; True when the whole file is in ``partial``."""
-        if urlsplit(url).scheme not in ("http", "https", "file"):
-            return self._copy_local(Path(url), entry, partial)
+        scheme = urlsplit(url).scheme
+        if scheme not in ("http", "https"):  # a local folder mirror, or a file:// URL
+            return self._copy_local(Path(url2pathname(urlsplit(url).path)) if scheme == "file" else Path(url),
+                                    entry, partial)
         offset = partial.stat().st_size if partial.exists() else 0
         headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
         if offset:
@@ -166,7 +169,7 @@ class Fetcher:
     def _copy_local(self, source: Path, entry: FileEntry, partial: Path) -> bool:
         """Copy from a local mirror folder, resuming from the part's size."""
         if not source.is_file():
-            raise _NotFound("no such file in the mirror folder")
+            raise _NotFound("no such file there")
         offset = partial.stat().st_size if partial.exists() else 0
         total = source.stat().st_size
         offset = offset if offset <= total else 0
