@@ -379,3 +379,17 @@ def test_a_kept_archive_that_no_longer_matches_the_manifest_is_fetched_again(ser
     assert ("/official/EuroSAT.zip", None) in server.requests
     open_dataset("eurosat", data).validate()
     assert not (data / "eurosat" / "2750" / "Stale").exists()  # nothing from the old archive's unpacking
+
+
+def test_a_second_process_on_the_same_dataset_is_refused(server, tmp_path):
+    from cache.lock import WriteLock
+
+    manifest, _, _ = eurosat_with_served_split(server, tmp_path)
+    data = tmp_path / "data"
+    with WriteLock(data / STAGING / "eurosat"):  # what a running `pipeline download eurosat` holds
+        result = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
+    assert result.exit_code == 1 and "another `pipeline download` is laying it out" in result.output
+    assert server.requests == []
+    again = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
+    assert again.exit_code == 0, again.output
+    assert not (data / STAGING).exists()

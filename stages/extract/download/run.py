@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from cache.errors import CacheLockedError
+from cache.lock import WriteLock
 from stages.extract.datasets import DATASETS
 from stages.extract.download.errors import DownloadError
 from stages.extract.download.fetch import Fetcher, disk_full, part_path
@@ -104,7 +106,24 @@ def _one(entry: DatasetEntry, data: Path, request: DownloadRequest, fetcher: Fet
         return Outcome(entry.key, "bring your own", folder, line)
     if request.dry_run:
         return _plan(entry, folder, fetcher, echo)
-    return _fetch_and_lay_out(entry, data, request, fetcher, echo)
+    lock = WriteLock(data / STAGING / entry.key)
+    try:
+        lock.acquire()
+    except CacheLockedError:
+        raise DownloadError(f"{entry.key}: another `pipeline download` is laying it out in {data} right now "
+                            f"(lock {lock.path}); wait for it to finish, then rerun") from None
+    except OSError as exc:
+        raise DownloadError(f"cannot write in {data} ({exc.strerror}) — check --data-root") from None
+    try:
+        if folder.exists():  # finished by the other process while this one waited
+            return _one(entry, data, request, fetcher, echo)
+        outcome = _fetch_and_lay_out(entry, data, request, fetcher, echo)
+    finally:
+        lock.release()
+    if not request.keep_archives:
+        lock.path.unlink(missing_ok=True)
+        _remove_if_empty(data / STAGING)
+    return outcome
 
 
 def _plan(entry: DatasetEntry, folder: Path, fetcher: Fetcher, echo: Callable[[str], None]) -> Outcome:
@@ -159,7 +178,6 @@ def _fetch_and_lay_out(entry: DatasetEntry, data: Path, request: DownloadRequest
         detail = f"{summary}; archives kept in {downloads}"
     else:
         shutil.rmtree(staging, ignore_errors=True)
-        _remove_if_empty(data / STAGING)
         detail = summary
     echo(f"{entry.key}: ready at {final} ({detail})")
     return Outcome(entry.key, "downloaded", final, detail, fetched)
