@@ -393,3 +393,15 @@ def test_a_second_process_on_the_same_dataset_is_refused(server, tmp_path):
     again = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
     assert again.exit_code == 0, again.output
     assert not (data / STAGING).exists()
+
+
+def test_a_bad_copy_on_a_mirror_falls_back_to_the_published_url(server, tmp_path):
+    manifest, _, archive = eurosat_with_served_split(server, tmp_path)
+    server.add("/mirror/EuroSAT.zip", archive[:-10] + b"0123456789")  # same size, wrong bytes
+    data = tmp_path / "data"
+    result = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest),
+                 "--mirror", server.base + "/mirror")
+    assert result.exit_code == 0, result.output
+    assert "sha256 mismatch" in result.output and "trying the next location" in result.output
+    assert ("/official/EuroSAT.zip", None) in server.requests
+    open_dataset("eurosat", data).validate()

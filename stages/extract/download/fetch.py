@@ -99,7 +99,8 @@ class Fetcher:
         folder.mkdir(parents=True, exist_ok=True)
         partial = part_path(final)
         failures: list[str] = []
-        for url in self.candidates(entry):
+        candidates = self.candidates(entry)
+        for position, url in enumerate(candidates, 1):
             try:
                 self._fetch_from(url, entry, partial)
             except _NotFound as exc:
@@ -111,7 +112,14 @@ class Fetcher:
             except _TRANSIENT as exc:
                 failures.append(f"{_host(url)}: {_reason(exc)}")
                 continue
-            self._check(entry, partial, url)
+            try:
+                self._check(entry, partial, url)
+            except DownloadError as exc:
+                if position == len(candidates):
+                    raise
+                self.echo(f"  {exc}; trying the next location")  # a bad mirror copy: the next one may be good
+                failures.append(f"{_host(url)}: checksum mismatch")
+                continue
             os.replace(partial, final)
             return True
         tried = "; ".join(failures)
