@@ -18,8 +18,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
 
+import socket
+
 import pytest
 from PIL import Image
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Every connection a download test opens must go to this machine: anything else fails the test."""
+    real = socket.create_connection
+
+    def loopback_only(address, *args, **kwargs):
+        if address[0] not in _LOOPBACK:
+            raise AssertionError(f"a download test tried to reach {address[0]}: tests must stay offline")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", loopback_only)
 
 
 @dataclass

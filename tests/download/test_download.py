@@ -405,3 +405,10 @@ def test_a_bad_copy_on_a_mirror_falls_back_to_the_published_url(server, tmp_path
     assert "sha256 mismatch" in result.output and "trying the next location" in result.output
     assert ("/official/EuroSAT.zip", None) in server.requests
     open_dataset("eurosat", data).validate()
+
+
+def test_the_offline_guard_stops_a_test_that_would_reach_the_internet(tmp_path):
+    """The guard above every test here: the built-in manifest's real URL is never contacted from CI."""
+    fetcher = Fetcher(echo=lambda _: None, attempts=1)
+    with pytest.raises(AssertionError, match="tests must stay offline"):
+        download(DownloadRequest(("eurosat",), tmp_path / "data"), echo=lambda _: None, fetcher=fetcher)
