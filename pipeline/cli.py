@@ -43,6 +43,7 @@ def cli(verbose: int, quiet: bool) -> None:
     """Few-shot CLIP classification with Cross-Modal Mapping, from a feature cache.
 
     \b
+    0. pipeline download  fetch, verify and lay out the benchmark datasets (optional)
     1. pipeline extract   encode a dataset's images and class prompts once, into HDF5
     2. pipeline fit       train CMM and baselines on the cached features, per shots and seed
     3. pipeline report    turn run records into tables and plots

@@ -68,9 +68,12 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--wait", default=0.0, show_default=True, type=float,
               help="Seconds to wait for another writer of the same cache file.")
 @click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
+@click.option("--download", "fetch_dataset", is_flag=True,
+              help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
+                   "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
 def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
-            skip_bad, wait, force) -> None:
+            skip_bad, wait, force, fetch_dataset) -> None:
     """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
 
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
@@ -80,6 +83,8 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
     from stages.extract.run import ExtractRequest
     from pipeline.distributed import run_extract
 
+    if fetch_dataset:
+        _download_first(dataset, data_root)
     options = {"split_file": split_file} if split_file else {}
     request = ExtractRequest(
         dataset=dataset, model=model, pretrained=pretrained, cache_dir=cache_dir, data_root=data_root,
@@ -89,3 +94,23 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
         skip_bad=skip_bad, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
     )
     run_extract(request, progress=click.echo)
+
+
+def _download_first(dataset: str, data_root: Path | None) -> None:
+    """``--download``: lay the dataset out under ``data_root`` (verified, nothing fetched when already there)."""
+    import os
+
+    from stages.extract.download import DOWNLOADABLE, DownloadRequest, download
+
+    if dataset not in DOWNLOADABLE:
+        raise click.BadParameter(f"dataset '{dataset}' has nothing to download", param_hint="'--download'")
+    if data_root is None:
+        raise click.BadParameter(f"give --data-root (or {DATA_ROOT_ENV}) to download into", param_hint="'--download'")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.BadParameter("run `pipeline download` before torchrun, not inside it", param_hint="'--download'")
+    from pipeline.settings import MANIFEST_ENV, MIRROR_ENV
+
+    manifest = os.environ.get(MANIFEST_ENV) or None
+    mirrors = tuple(os.environ.get(MIRROR_ENV, "").split())
+    download(DownloadRequest(datasets=(dataset,), data_root=data_root, manifest=Path(manifest) if manifest else None,
+                             mirrors=mirrors), echo=click.echo)
