@@ -127,7 +127,8 @@ class CacheReader:
             ).exists() else ""
             raise CacheError(f"no cache file at {self.path}{hint}; run pipeline extract first")
         if not h5py.is_hdf5(self.path):
-            raise CacheError(f"{self.path} is not an HDF5 file (truncated or corrupt?); pass --force to rebuild it")
+            raise CacheError(f"{self.path} is not an HDF5 file, so not a feature cache (or a truncated one); "
+                             "pass a cache file that pipeline extract wrote (pipeline extract --force rebuilds one)")
         try:
             f = self.file
             fmt = f.attrs.get("format")
@@ -135,16 +136,16 @@ class CacheReader:
             incomplete = incomplete_arrays(f) if require_complete else []
         except (OSError, KeyError, RuntimeError) as exc:
             self.close()
-            raise CacheError(f"{self.path} cannot be read ({exc}); pass --force to rebuild it") from None
+            raise CacheError(f"{self.path} cannot be read ({exc}); rebuild it with pipeline extract --force") from None
         if _plain(fmt) != FORMAT:
             self.close()
             raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' "
-                             "tag); pass --force to replace it, or choose another --cache-dir")
+                             "tag); pass a cache file that pipeline extract wrote")
         if version is None or int(version) > SCHEMA_VERSION:
             self.close()
             raise CacheError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "
-                f"({SCHEMA_VERSION}); upgrade the pipeline package, or pass --force to rebuild it with this version"
+                f"({SCHEMA_VERSION}); upgrade the pipeline package, or rebuild it with pipeline extract --force"
             )
         if incomplete:
             self.close()

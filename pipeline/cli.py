@@ -11,10 +11,14 @@ import click
 from cache.errors import CacheWriteError, UserError
 from pipeline import __version__
 from pipeline.commands import COMMANDS
+from pipeline.failures import EXIT_INTERRUPTED, interrupted_line, os_error_line
 
 
 class _Group(click.Group):
-    """Lists commands in pipeline order; turns user errors into one red line and exit code 1."""
+    """Lists commands in pipeline order; turns user errors, OS errors and Ctrl-C into one red line.
+
+    Exit codes: 1 for user and environment failures, 2 for bad arguments (click), 130 for Ctrl-C.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -29,6 +33,12 @@ class _Group(click.Group):
                 sys.stderr.flush()
                 os._exit(1)
             sys.exit(1)
+        except OSError as exc:  # unwritable or missing folders, full disks: the environment, not a bug
+            click.secho(f"error: {os_error_line(exc)}", fg="red", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.secho(f"error: {interrupted_line(ctx.invoked_subcommand)}", fg="red", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

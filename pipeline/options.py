@@ -32,3 +32,19 @@ def name_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     if not items:
         raise click.BadParameter("give at least one name")
     return items
+
+
+def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """'auto', 'cpu', 'cuda', 'cuda:1', ...: a malformed device is a usage error (exit 2).
+
+    Whether the device exists is checked when the command runs (pipeline.failures.check_device, exit 1).
+    """
+    if value is None or value == "auto":
+        return value
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"'{value}' is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list
+from pipeline.options import name_list, positive_int_list, torch_device
 from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
 
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
@@ -62,7 +62,7 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(["auto", "fp32", "fp16", "bf16", "amp", "amp_bf16"]),
               help="auto: amp (fp16 autocast) on GPU, fp32 on CPU.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, callback=torch_device, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]))
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (recorded in the cache) instead of stopping.")
 @click.option("--wait", default=0.0, show_default=True, type=float,
@@ -79,6 +79,9 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
     """
     from stages.extract.run import ExtractRequest
     from pipeline.distributed import run_extract
+    from pipeline.failures import check_writable_dir
+
+    check_writable_dir(cache_dir, "--cache-dir")
 
     options = {"split_file": split_file} if split_file else {}
     request = ExtractRequest(

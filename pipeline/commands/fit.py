@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list
+from pipeline.options import name_list, positive_int_list, torch_device
 from pipeline.settings import CACHE_DIR_ENV, RUNS_DIR_ENV, default_cache_dir, default_runs_dir
 from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
 
@@ -58,7 +58,8 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
               help="Folder of subset files (shots{K}_seed{S}.json, from pipeline subsets) to use instead of sampling.")
 @click.option("--eval-on", "eval_on", callback=name_list,
               help="Also score on these datasets' caches (same model), e.g. imagenet_v2,imagenet_sketch,imagenet_a,imagenet_r.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for training (cpu, cuda).")
+@click.option("--device", default="cpu", show_default=True, callback=torch_device,
+              help="Torch device for training (cpu, cuda, cuda:1).")
 @click.option("--force", is_flag=True, help="Refit and overwrite existing records.")
 def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seeds, methods, template_set, train_views,
         ablations, subsets_dir, eval_on, device, force) -> None:
@@ -67,6 +68,7 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
     read only for the final score. Existing records are skipped unless --force.
     """
+    from pipeline.failures import check_device, check_writable_dir
     from stages.fit.run import fit_runs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -75,6 +77,8 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
                                  param_hint="--method")
     if ablations and "cmm" not in methods:
         raise click.UsageError("--ablation applies to CMM: add cmm to --method")
+    check_device(device)
+    check_writable_dir(runs_dir, "--runs-dir")
     source = open_cache(cache_file, cache_dir, dataset, model, pretrained)
     eval_sources = {name: open_cache(None, cache_dir, name, model, pretrained) for name in (eval_on or ())}
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,

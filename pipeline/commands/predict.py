@@ -10,6 +10,7 @@ import click
 import numpy as np
 
 from cache.errors import UserError
+from pipeline.options import torch_device
 
 
 @click.command()
@@ -20,7 +21,7 @@ from cache.errors import UserError
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the predictions to a .csv or .json file.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=torch_device, help="Torch device (cpu, cuda).")
 def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     """Classify IMAGES with the classifier of a fitted run.
 
@@ -34,6 +35,11 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
     if out_file is not None and out_file.suffix not in (".csv", ".json"):
         raise click.BadParameter(f"'{out_file}' must end in .csv or .json", param_hint="--out")
+    from pipeline.failures import check_device, check_writable_dir
+
+    check_device(device)
+    if out_file is not None:
+        check_writable_dir(out_file.parent, "--out")
     record = _read_record(run_record)
     cache = FeatureCache(record["cache"]["path"])
     if cache.key != record["cache"]["key"]:

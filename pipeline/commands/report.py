@@ -29,7 +29,10 @@ def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_pl
     """
     from stages.report import build_report
 
+    from pipeline.failures import check_writable_dir
+
     out_dir = out_dir or runs_dir.parent / "report"
+    check_writable_dir(out_dir, "--out")
     written = build_report(runs_dir, out_dir, formats=formats, plots=not no_plots, published=not no_published,
                            progress=click.echo)
     count = sum(len(paths) for paths in written.values())

@@ -26,6 +26,9 @@ def subsets(split_file, dataset, model, pretrained, cache_dir, cache_file, shots
     """
     from stages.fit.sampling import read_split_labels, write_subsets
 
+    from pipeline.failures import check_writable_dir
+
+    check_writable_dir(out_dir, "--out")
     if split_file is not None:
         train, val = read_split_labels(split_file)
     else:
