@@ -69,6 +69,7 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     read only for the final score. Existing records are skipped unless --force.
     """
     from pipeline.failures import check_device, check_writable_dir
+    from pipeline.output import progress_echo
     from stages.fit.run import fit_runs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -84,5 +85,5 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
                        template_set=template_set, train_views=train_views,
                        ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, device=device, progress=click.echo)
-    click.echo(f"{len(written)} run record(s) under {runs_dir}")
+                       eval_sources=eval_sources, force=force, device=device, progress=progress_echo(),
+                       summary=click.echo)

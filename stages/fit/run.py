@@ -152,8 +152,13 @@ def _existing(path: Path, key: str) -> bool:
 def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int], runs_dir: Path,
              template_set: str = "coop", train_views: str = "plain", ablation: dict[str, bool] | None = None,
              subsets_dir: Path | None = None, eval_sources: dict | None = None, force: bool = False,
-             device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
-    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
+             device: str = "cpu", progress: Callable[[str], None] = print,
+             summary: Callable[[str], None] | None = None) -> list[Path]:
+    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
+
+    ``progress`` gets one line per fit; ``summary`` (default: ``progress``) one closing line counting the records
+    that existed (skipped) and those fitted.
+    """
     if train_views not in TRAIN_VIEWS:
         raise FitError(f"train views must be one of {', '.join(TRAIN_VIEWS)}, got {train_views!r}")
     info = source.describe()
@@ -173,13 +178,14 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
     written: list[Path] = []
     skipped, package_versions = _skipped(source), versions()
     plan = [(m, k, s) for k in shots for s in seeds for m in methods]
+    existing = 0
     data, short, data_for = None, [], None
     for index, (method, k, seed) in enumerate(plan, 1):
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
         path = folder / label / f"shots{k}_seed{seed}.json"
         tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
         if not force and _existing(path, key):
-            progress(f"{tag}: exists, skipped ({path})")
+            existing += 1
             written.append(path)
             continue
         if data_for != (k, seed):  # one subset and one feature read per (shots, seed), shared by the methods
@@ -223,6 +229,10 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
         extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
         progress(f"{tag}: test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s")
+    fitted = len(written) - existing
+    records = "record exists" if existing == 1 else "records exist"
+    counts = f"{existing} {records}, skipped; {fitted} fitted" if existing else f"{fitted} fitted"
+    (summary or progress)(f"{counts} (under {folder})")
     return written
 
 
