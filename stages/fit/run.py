@@ -22,6 +22,7 @@ from stages.errors import FitError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
+from stages.fit.metrics import accuracy_metrics
 from stages.fit.persist import save_fitted
 from stages.fit.sampling import coop_sample, read_subset, subset_name
 
@@ -201,8 +202,9 @@ def fit_runs(source, *, methods: Sequence[str], shots: Sequence[int], seeds: Seq
         seconds = time.perf_counter() - started
         # -- everything above chose the model on train and val; the test split is read from here on --
         X_test, y_test = test.get()
-        test_top1 = float(estimator.score(X_test, y_test) * 100.0)
-        metrics = {"test_top1": test_top1, "val_top1": getattr(estimator, "val_top1_", None)}
+        metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
+        test_top1 = metrics["test_top1"]
+        metrics["val_top1"] = getattr(estimator, "val_top1_", None)
         shift = {name: shift_top1(estimator, len(classes), other) for name, other in shifts.items()}
         if shift:
             metrics["shift"] = shift
