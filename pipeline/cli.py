@@ -44,7 +44,7 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pipeline")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and each command's closing summary.")
 def cli(verbose: int, quiet: bool) -> None:
     """Few-shot CLIP classification with Cross-Modal Mapping, from a feature cache.
 
@@ -52,6 +52,18 @@ def cli(verbose: int, quiet: bool) -> None:
     1. pipeline extract   encode a dataset's images and class prompts once, into HDF5
     2. pipeline fit       train CMM and baselines on the cached features, per shots and seed
     3. pipeline report    turn run records into tables and plots
+       pipeline predict   classify new images with a fitted run
+       pipeline subsets   write CoOp's few-shot subsets as shareable JSON files
+       pipeline info      show what a cache file holds
+
+    \b
+    Example (the embedded default, offline with random weights):
+      pipeline extract --pretrained none
+      pipeline fit --pretrained none --shots 1,2,4 --seeds 1,2,3
+      pipeline report
+
+    Errors are one line; exit code 1 for failures, 2 for bad arguments, 130 when interrupted (a rerun resumes).
+    Run pipeline COMMAND --help for a command's options and examples.
     """
     ours = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     # third-party loggers (open_clip logs to the root logger) speak only with -v

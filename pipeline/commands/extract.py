@@ -32,7 +32,7 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(short_help="Encode a dataset's images and class prompts into an HDF5 cache.")
 @click.option("--dataset", default=DEFAULT_DATASET, show_default=True, callback=_dataset_key,
               help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
@@ -76,6 +76,12 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
     A rerun encodes only what is missing; a killed run resumes where it stopped.
     Under torchrun, each rank encodes its share and rank 0 merges the parts.
+
+    \b
+    Examples:
+      pipeline extract --dataset dtd --data-root ~/data --model ViT-B-16 --pretrained openai
+      pipeline extract --dataset dtd --data-root ~/data --aug-views 10 --templates coop,imagenet7
+      pipeline extract --model local-dir:/path/to/my-clip --pretrained none   # its architecture, random weights
     """
     from stages.extract.run import ExtractRequest
     from pipeline.distributed import run_extract

@@ -37,7 +37,7 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
     return FeatureCache(cache_file or locate(cache_dir, dataset, model, pretrained))
 
 
-@click.command()
+@click.command(short_help="Fit CMM and baselines on cached features, one record per run.")
 @cache_options
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RUNS_DIR_ENV,
               default=default_runs_dir, show_default=f"work_dir/runs, env {RUNS_DIR_ENV}",
@@ -66,7 +66,13 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     """Fit CMM and baselines on cached features for every shots x seed; one JSON record per fit.
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
-    read only for the final score. Existing records are skipped unless --force.
+    read only for the final score. Existing records are skipped unless --force. Records hold test top-1,
+    top-5 (with >= 5 classes) and mean per-class accuracy.
+
+    \b
+    Examples:
+      pipeline fit --dataset dtd --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
+      pipeline fit --dataset dtd --method cmm --ablation no_triplet --ablation frozen_prototypes
     """
     from pipeline.failures import check_device, check_writable_dir
     from pipeline.output import progress_echo

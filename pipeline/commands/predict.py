@@ -13,7 +13,7 @@ from cache.errors import UserError
 from pipeline.options import torch_device
 
 
-@click.command()
+@click.command(short_help="Classify new images with a fitted run.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run", "run_record", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A run record (.json) written by pipeline fit.")
@@ -27,6 +27,11 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
     Images are encoded with the same model, weights and preprocessing as the run's cache; a mismatch is
     refused, naming what differs.
+
+    \b
+    Examples:
+      pipeline predict photo1.jpg photo2.png --run work_dir/runs/dtd/ViT-B-16__openai/cmm/shots16_seed1.json
+      pipeline predict images/*.jpg --run RECORD.json --top-k 3 --out predictions.csv
     """
     from cache import FeatureCache
     from stages.extract.files import encode_files

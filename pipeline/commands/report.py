@@ -11,7 +11,7 @@ from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 FORMATS = ("md", "csv", "json", "tex")
 
 
-@click.command()
+@click.command(short_help="Write result tables and plots from run records.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RUNS_DIR_ENV,
               default=default_runs_dir, show_default=f"work_dir/runs, env {RUNS_DIR_ENV}",
               help="Where pipeline fit wrote its run records.")
@@ -30,7 +30,13 @@ def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_pl
     """Write result tables (Markdown, CSV, JSON, LaTeX) and plots from run records.
 
     Reads records only: it never re-fits or re-encodes. Means and stds are over seeds; a cell with a
-    missing seed is shown as missing, not averaged.
+    missing seed is shown as missing, not averaged. The index (README.md) opens with a headline table:
+    methods x shots, averaged over datasets.
+
+    \b
+    Examples:
+      pipeline report --runs-dir work_dir/runs --out work_dir/report
+      pipeline report --metric mean_per_class --no-bands --format md --format tex
     """
     from stages.report import build_report
 

@@ -10,7 +10,7 @@ from pipeline.commands.fit import cache_options, open_cache
 from pipeline.options import positive_int_list
 
 
-@click.command()
+@click.command(short_help="Write CoOp's few-shot subsets as JSON files.")
 @click.option("--split-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A CoOp split JSON to sample from (else the split lists stored in a cache).")
 @cache_options
@@ -23,6 +23,11 @@ def subsets(split_file, dataset, model, pretrained, cache_dir, cache_file, shots
 
     The positions index the split lists in file order, exactly as CoOp draws them, so the files match
     published subsets item for item; pass the folder to pipeline fit --subsets to reuse them.
+
+    \b
+    Examples:
+      pipeline subsets --dataset dtd --model ViT-B-16 --out subsets/dtd
+      pipeline subsets --split-file ~/data/dtd/split_zhou_DescribableTextures.json --shots 16 --out subsets/dtd
     """
     from stages.fit.sampling import read_split_labels, write_subsets
 

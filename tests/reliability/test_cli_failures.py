@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
+import re
 import os
 import signal
 import subprocess
@@ -321,3 +322,34 @@ def test_pretrained_none_with_local_dir_is_random_and_marked(workspace, model_fo
     report = run_cli("report", "--runs-dir", str(tmp_path / "runs"), "--out", str(tmp_path / "report"), "--no-plots")
     assert report.exit_code == 0, report.output
     assert "RANDOM WEIGHTS" in (tmp_path / "report" / "README.md").read_text()
+
+
+# -- help ----------------------------------------------------------------------------------------------------
+
+def test_top_level_help_lists_every_command():
+    from pipeline.cli import cli
+
+    result = run_cli("--help")
+    assert result.exit_code == 0
+    for name in cli.commands:
+        assert f"pipeline {name}" in result.output, name  # in the description, not only the generated list
+    commands = result.output.split("Commands:", 1)[1]
+    for name in cli.commands:
+        assert f"\n  {name} " in commands
+    assert "..." not in commands  # no short help cut off
+
+
+def test_every_command_help_has_a_real_example():
+    from pipeline.cli import cli
+
+    for name in cli.commands:
+        result = run_cli(name, "--help")
+        assert result.exit_code == 0
+        section = re.split(r"Examples?:", result.output)
+        assert len(section) == 2, name
+        examples = [line.strip() for line in section[1].split("Options:")[0].splitlines() if line.strip()]
+        assert examples, name
+        assert all(line.startswith(f"pipeline {name}") for line in examples), (name, examples)
+        known = {o for p in cli.commands[name].params for o in p.opts}
+        used = {t for line in examples for t in line.split("#")[0].split() if t.startswith("--")}
+        assert used <= known, (name, used - known)  # every option an example uses exists
