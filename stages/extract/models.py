@@ -62,9 +62,10 @@ def load_model(
 
     name, config_file = _register_config(model_name)
     schema = name.split(":", 1)[0] if name.startswith(("hf-hub:", "local-dir:")) else None
+    random_asked = asks_random(pretrained)
     pretrained = None if is_random(pretrained) else pretrained
     kwargs: dict = _config_preprocess(config_file)
-    if schema is not None and pretrained is None:  # the id's architecture and preprocessing, random weights
+    if schema is not None and random_asked:  # the id's architecture and preprocessing, random weights
         if schema == "hf-hub":
             _require_hub_files(name.split(":", 1)[1], None, what=f"model {name}")
         weights = "none"
@@ -117,8 +118,14 @@ def load_model(
 
 
 def is_random(pretrained: str | None) -> bool:
-    """Whether ``--pretrained`` asks for random weights ('none', 'random' or empty)."""
+    """Whether a model name or config gets random weights: ``pretrained`` is 'none', 'random', empty or None."""
     return (pretrained or "").strip().lower() in ("", "none", "random")
+
+
+def asks_random(pretrained: str | None) -> bool:
+    """Whether ``--pretrained`` explicitly says 'none' (or 'random'): an hf-hub: or local-dir: model then gets
+    random weights of its architecture; None (not given) keeps the weights that come with the id."""
+    return isinstance(pretrained, str) and pretrained.strip().lower() in ("none", "random")
 
 
 def config_model_name(path: Path) -> str:

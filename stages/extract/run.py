@@ -24,7 +24,7 @@ from cache.features import image, text
 from stages.errors import DatasetError
 from stages.extract.datasets import open_dataset
 from stages.extract.encode import ImageJob, Runtime, Throughput, _Images, encode_jobs, encode_texts
-from stages.extract.models import LoadedModel, config_model_name, is_random, load_model
+from stages.extract.models import LoadedModel, asks_random, config_model_name, is_random, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
 
@@ -74,7 +74,7 @@ def cache_file(cache_dir: Path, dataset: str, model: str, pretrained: str | None
     end in ``__hf-hub.h5`` / ``__local-dir.h5`` (``__none.h5`` with ``--pretrained none``: random weights).
     """
     weights = "none" if is_random(pretrained) else pretrained
-    if model.startswith(("hf-hub:", "local-dir:")) and weights != "none":  # the weights come with the model id
+    if model.startswith(("hf-hub:", "local-dir:")) and not asks_random(pretrained):  # weights come with the id
         weights = model.split(":", 1)[0]
     elif Path(weights).expanduser().is_file():
         weights = Path(weights).stem
@@ -116,7 +116,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     target = path if world == 1 else _part_target(path, rank, world, request.force)
     with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:
         if writer.state == "resumed":
-            log.info("%s: resuming an unfinished extraction", target)
+            progress(f"{target}: resuming an unfinished extraction")  # shown even with -q: work was left over
         arrays = _layout(writer, reader, loaded, plan, request)
         total = sum(len(rows) for rows in arrays.todo_rows(runtime))
         images, views = arrays.todo_counts(runtime)
@@ -336,8 +336,8 @@ def _encode_prompts(writer, reader, loaded: LoadedModel, request: ExtractRequest
         per_block = max(1, request.batch_size // max(1, len(templates)))
         array = writer.array(text(template_set, "features"), (len(prompts), len(templates), _embed_dim(loaded)),
                              "float32", block_rows=per_block)
-        encoded[template_set] = sum(len(range(*array.rows(b).indices(len(prompts)))) for (b,) in array.missing()
-                                    ) * len(templates)
+        rows = [array.rows(block) for (block,) in array.missing()]
+        encoded[template_set] = sum(r.stop - r.start for r in rows) * len(templates)
         encode_texts(loaded.model, loaded.tokenizer, prompts, array, runtime)
     return encoded
 

@@ -71,3 +71,19 @@ def test_bad_weights_are_named(pretrained, message):
 def test_unknown_model_suggests_names():
     with pytest.raises(ModelError, match="did you mean"):
         load_model("vit-b-32-foo", "none")
+
+
+def test_local_dir_with_pretrained_none_is_its_architecture_with_random_weights(tmp_path, trained_like):
+    folder = tmp_path / "tiny-dir"
+    folder.mkdir()
+    config = json.loads(TINY_MODEL_CONFIG.read_text())
+    preprocess = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": preprocess}))
+    torch.save(trained_like.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    random = load_model(f"local-dir:{folder}", "none")
+    assert random.random_weights and random.weights == "none" and random.mean == (0.5, 0.5, 0.5)
+    assert not torch.allclose(probe(random), probe(trained_like))  # the folder's weights were not loaded
+    torch.testing.assert_close(probe(random), probe(load_model(f"local-dir:{folder}", "none")))  # seeded
+    config_json = load_model(str(folder / "open_clip_config.json"), "none")  # the same file as a model config
+    assert config_json.name == "tiny-dir" and config_json.std == (0.25, 0.25, 0.25)
+    torch.testing.assert_close(probe(config_json), probe(random))
