@@ -87,3 +87,26 @@ def test_local_dir_with_pretrained_none_is_its_architecture_with_random_weights(
     config_json = load_model(str(folder / "open_clip_config.json"), "none")  # the same file as a model config
     assert config_json.name == "tiny-dir" and config_json.std == (0.25, 0.25, 0.25)
     torch.testing.assert_close(probe(config_json), probe(random))
+
+
+def test_hf_hub_id_with_and_without_its_weights(tmp_path, trained_like, monkeypatch):
+    """An hf-hub: id served from a hand-built Hugging Face cache (offline): its own weights by default, random
+    weights of its architecture with --pretrained none."""
+    import huggingface_hub.constants
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--me--tiny-clip"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    config = {"model_cfg": json.loads(TINY_MODEL_CONFIG.read_text()), "preprocess_cfg": {}}
+    (snapshot / "open_clip_config.json").write_text(json.dumps(config))
+    torch.save(trained_like.model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    own = load_model("hf-hub:me/tiny-clip", None)
+    assert own.weights == "hf-hub:me/tiny-clip" and not own.random_weights
+    torch.testing.assert_close(probe(own), probe(trained_like))
+    random = load_model("hf-hub:me/tiny-clip", "none")
+    assert random.weights == "none" and random.random_weights
+    assert not torch.allclose(probe(random), probe(trained_like))
