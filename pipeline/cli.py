@@ -73,6 +73,13 @@ def cli(verbose: int, quiet: bool) -> None:
         logging.getLogger(name).setLevel(ours)
     for noisy in ("PIL", "matplotlib", "h5py", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(max(others, logging.WARNING))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_said_twice)
+
+
+def _not_said_twice(record: logging.LogRecord) -> bool:
+    """Drop open_clip's 'initialized randomly' warning: stages.extract.models says it, as RANDOM WEIGHTS."""
+    return not (record.name == "root" and str(record.msg).startswith("No pretrained weights loaded"))
 
 
 for command in COMMANDS:

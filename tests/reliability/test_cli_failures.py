@@ -353,3 +353,33 @@ def test_every_command_help_has_a_real_example():
         known = {o for p in cli.commands[name].params for o in p.opts}
         used = {t for line in examples for t in line.split("#")[0].split() if t.startswith("--")}
         assert used <= known, (name, used - known)  # every option an example uses exists
+
+
+# -- quiet and informative output ----------------------------------------------------------------------------
+
+def test_quiet_fit_prints_the_summary_only_and_a_rerun_one_line(workspace, tmp_path):
+    args = fit_args(workspace["cache_dir"], tmp_path / "runs", "--method", "zero_shot,cmm", "--seeds", "1,2")
+    first = run_cli("-q", *args)
+    assert first.exit_code == 0, first.output
+    assert first.output.splitlines() == [f"4 fitted (under {tmp_path / 'runs' / 'folder' / 'tiny-test-clip__none'})"]
+    loud = run_cli(*args)
+    assert loud.output.splitlines() == [
+        f"4 records exist, skipped; 0 fitted (under {tmp_path / 'runs' / 'folder' / 'tiny-test-clip__none'})"]
+
+
+def test_quiet_extract_says_what_it_encoded_and_warns_once(workspace, tmp_path):
+    result = run_cli("-q", *extract_args(workspace["split"], tmp_path / "cache", "--aug-views", "2"))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    warnings = [line for line in lines if line.startswith("WARNING")]
+    assert len(warnings) == 1 and "RANDOM weights" in warnings[0]  # open_clip's own duplicate is dropped
+    (summary,) = [line for line in lines if not line.startswith("WARNING")]
+    # 3 classes x (4 + 1 + 2) images, 2 views of the 12 train images, 3 classes x 1 coop template
+    assert summary.startswith(f"{tmp_path / 'cache' / CACHE_NAME}: encoded 21 images, 24 augmented views (")
+    assert summary.endswith("img/s) and 3 prompts (coop) [RANDOM WEIGHTS: not CLIP features]")
+    more = run_cli("-q", *extract_args(workspace["split"], tmp_path / "cache", "--aug-views", "2",
+                                       "--templates", "coop,imagenet7"))
+    assert [line for line in more.output.splitlines() if not line.startswith("WARNING")] == [
+        f"{tmp_path / 'cache' / CACHE_NAME}: encoded 0 images and 21 prompts (imagenet7) "
+        "[RANDOM WEIGHTS: not CLIP features]"]
+    assert not list((tmp_path / "cache").rglob("*.lock"))
