@@ -140,7 +140,8 @@ class CacheReader:
         if _plain(fmt) != FORMAT:
             self.close()
             raise CacheError(f"{self.path} is an HDF5 file but not a feature cache of this tool (no '{FORMAT}' "
-                             "tag); pass a cache file that pipeline extract wrote, or replace it with pipeline extract --force")
+                             "tag); pass a cache file that pipeline extract wrote, or replace it with "
+                             "pipeline extract --force")
         if version is None or int(version) > SCHEMA_VERSION:
             self.close()
             raise CacheError(

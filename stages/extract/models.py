@@ -176,7 +176,8 @@ def _read_model_config(path: Path) -> dict:
                          "model config (embed_dim, vision_cfg, text_cfg) or an open_clip_config.json") from None
     config = raw if isinstance(raw, dict) and "model_cfg" in raw else {"model_cfg": raw}
     model_cfg = config["model_cfg"]
-    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if not isinstance(model_cfg, dict) or k not in model_cfg]
+    required = ("embed_dim", "vision_cfg", "text_cfg")
+    missing = [k for k in required if not isinstance(model_cfg, dict) or k not in model_cfg]
     if missing:
         raise ModelError(f"model config {path} lacks {', '.join(missing)}; pass an open_clip model config "
                          "(embed_dim, vision_cfg, text_cfg) or an open_clip_config.json (model_cfg, preprocess_cfg)")
