@@ -121,7 +121,7 @@ class CacheReader:
                 raise CacheIncompleteError(f"no cache file at {self.path}, only an unfinished write of it")
             raise CacheMissingError(f"no cache file at {self.path}")
         if not h5py.is_hdf5(self.path):
-            raise CacheMismatchError(f"{self.path} is not an HDF5 file (truncated or corrupt?)")
+            raise CacheMismatchError(f"{self.path} is not an HDF5 file, so not a feature cache (or a truncated one)")
         try:
             f = self.file
             fmt = f.attrs.get("format")

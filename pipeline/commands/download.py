@@ -9,7 +9,7 @@ import click
 from pipeline.settings import DATA_ROOT_ENV, MANIFEST_ENV, MIRROR_ENV
 
 
-@click.command()
+@click.command(short_help="Fetch, verify and lay out benchmark datasets.")
 @click.argument("datasets", nargs=-1, required=True)
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV, required=True,
               help=f"Folder that holds the dataset folders (CoOp's DATA layout) [env {DATA_ROOT_ENV}].")
@@ -30,9 +30,10 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
     ImageNet needs your own copy (the command says where to put it).
 
     \b
-    pipeline download dtd eurosat --data-root ~/data
-    pipeline download caltech101 --data-root ~/data --mirror https://lab.example.org/datasets
-    pipeline download sun397 --data-root ~/data --dry-run
+    Examples:
+      pipeline download dtd eurosat --data-root ~/data
+      pipeline download caltech101 --data-root ~/data --mirror https://lab.example.org/datasets
+      pipeline download sun397 --data-root ~/data --dry-run
     """
     from stages.extract.download import DOWNLOADABLE, DownloadRequest
     from stages.extract.download import download as run_download

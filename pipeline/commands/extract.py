@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list
+from pipeline.options import name_list, positive_int_list, torch_device
 from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
 
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
@@ -32,7 +32,7 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(short_help="Encode a dataset's images and class prompts into an HDF5 cache.")
 @click.option("--dataset", default=DEFAULT_DATASET, show_default=True, callback=_dataset_key,
               help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
@@ -62,7 +62,7 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(["auto", "fp32", "fp16", "bf16", "amp", "amp_bf16"]),
               help="auto: amp (fp16 autocast) on GPU, fp32 on CPU.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, callback=torch_device, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]))
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (recorded in the cache) instead of stopping.")
 @click.option("--wait", default=0.0, show_default=True, type=float,
@@ -79,9 +79,19 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
     A rerun encodes only what is missing; a killed run resumes where it stopped.
     Under torchrun, each rank encodes its share and rank 0 merges the parts.
+
+    \b
+    Examples:
+      pipeline extract --dataset dtd --data-root ~/data --model ViT-B-16 --pretrained openai
+      pipeline extract --dataset dtd --data-root ~/data --aug-views 10 --templates coop,imagenet7
+      pipeline extract --model local-dir:/path/to/my-clip --pretrained none   # its architecture, random weights
+      pipeline extract --dataset eurosat --data-root ~/data --download   # fetch the dataset first if missing
     """
     from stages.extract.run import ExtractRequest
     from pipeline.distributed import run_extract
+    from pipeline.failures import check_writable_dir
+
+    check_writable_dir(cache_dir, "--cache-dir")
 
     if fetch_dataset:
         _download_first(dataset, data_root)

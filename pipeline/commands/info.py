@@ -11,10 +11,15 @@ from cache.reader import incomplete_arrays
 from stages.shared.naming import model_name
 
 
-@click.command()
+@click.command(short_help="Show what a cache file holds.")
 @click.argument("cache_file", type=click.Path(dir_okay=False, path_type=Path))
 def info(cache_file: Path) -> None:
-    """Print a cache file's key, datasets with shapes and dtypes, template sets and completeness."""
+    """Print a cache file's key, datasets with shapes and dtypes, template sets and completeness.
+
+    \b
+    Example:
+      pipeline info work_dir/cache/dtd/ViT-B-16__openai.h5
+    """
     reader = CacheReader(cache_file, require_complete=False)
     attrs = reader.attrs
     click.echo(f"file:    {cache_file}")

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from pipeline.options import torch_device
 
-@click.command()
+
+@click.command(short_help="Classify new images with a fitted run.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run", "run_record", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A run record (.json) written by pipeline fit.")
@@ -17,12 +19,17 @@ import click
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the predictions to a .csv or .json file.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=torch_device, help="Torch device (cpu, cuda).")
 def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     """Classify IMAGES with the classifier of a fitted run.
 
     Images are encoded with the same model, weights and preprocessing as the run's cache; a mismatch is
     refused, naming what differs.
+
+    \b
+    Examples:
+      pipeline predict photo1.jpg photo2.png --run work_dir/runs/dtd/ViT-B-16__openai/cmm/shots16_seed1.json
+      pipeline predict images/*.jpg --run RECORD.json --top-k 3 --out predictions.csv
     """
     from stages.extract.files import encode_like_cache
     from stages.fit.persist import load_fitted
@@ -31,6 +38,11 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
     if out_file is not None and out_file.suffix not in (".csv", ".json"):
         raise click.BadParameter(f"'{out_file}' must end in .csv or .json", param_hint="--out")
+    from pipeline.failures import check_device, check_writable_dir
+
+    check_device(device)
+    if out_file is not None:
+        check_writable_dir(out_file.parent, "--out")
     record = read_record(run_record)
     cache_path = record.cache.get("path")
     if not isinstance(cache_path, str) or not cache_path or "\x00" in cache_path or not isinstance(

@@ -55,12 +55,12 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     except BadImageError:
         raise
     except FileNotFoundError:
-        raise BadImageError(f"image file not found: {path} — restore it or remove it from the split") from None
+        raise BadImageError(f"image file not found: {path} — check the path") from None
     except Exception as exc:  # any decoder failure (incl. the bomb warning raised as error) is a bad file
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise BadImageError(
             f"cannot decode image {path} ({reason}) — the file is corrupt, truncated or not an image; "
-            "re-download it or remove it from the split"
+            "pass a readable image file"
         ) from None
     return rgb
 
@@ -89,7 +89,7 @@ def _check_size(img: Image.Image, path: Path) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise BadImageError(
             f"image too large to decode safely: {path} is {width}x{height} pixels "
-            f"(limit {MAX_IMAGE_PIXELS:,}); shrink it or remove it from the split"
+            f"(limit {MAX_IMAGE_PIXELS:,}); shrink it"
         )
     if max(width, height) > MAX_ASPECT_RATIO * max(min(width, height), 1):
         raise BadImageError(

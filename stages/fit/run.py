@@ -23,6 +23,7 @@ from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
+from stages.fit.metrics import accuracy_metrics
 from stages.fit.persist import save_fitted
 from stages.fit.source import FeatureSource
 from stages.shared.naming import migration_hint
@@ -166,8 +167,13 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
              runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
              ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
              eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
-             device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
-    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
+             device: str = "cpu", progress: Callable[[str], None] = print,
+             summary: Callable[[str], None] | None = None) -> list[Path]:
+    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
+
+    ``progress`` gets one line per fit; ``summary`` (default: ``progress``) one closing line counting the records
+    that existed (skipped) and those fitted.
+    """
     if train_views not in TRAIN_VIEWS:
         raise FitError(f"train views must be one of {', '.join(TRAIN_VIEWS)}, got {train_views!r}")
     info = source.describe()
@@ -192,6 +198,7 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
     written: list[Path] = []
     skipped, package_versions = _skipped(source), versions()
     plan = [(m, k, s) for k in shots for s in seeds for m in methods]
+    existing = 0
     data, short, data_for = None, [], None
     for index, (method, k, seed) in enumerate(plan, 1):
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
@@ -199,7 +206,7 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
         origin = subset_origin(subsets_dir, int(k), int(seed))
         if not force and _existing(path, key, origin):
-            progress(f"{tag}: exists, skipped ({path})")
+            existing += 1
             written.append(path)
             continue
         if data_for != (k, seed):  # one subset and one feature read per (shots, seed), shared by the methods
@@ -215,8 +222,9 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         seconds = time.perf_counter() - started
         # -- everything above chose the model on train and val; the test split is read from here on --
         X_test, y_test = test.get()
-        test_top1 = float(estimator.score(X_test, y_test) * 100.0)
-        metrics = {"test_top1": test_top1, "val_top1": getattr(estimator, "val_top1_", None)}
+        metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
+        test_top1 = metrics["test_top1"]
+        metrics["val_top1"] = getattr(estimator, "val_top1_", None)
         shift = {name: shift_top1(estimator, len(classes), other) for name, other in shifts.items()}
         if shift:
             metrics["shift"] = shift
@@ -240,6 +248,7 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         with WriteLock(path, wait=None):  # the .npz and .json of one run are written as a pair
             if not force and _existing(path, key, origin):
                 progress(f"{tag}: written meanwhile by another process, kept ({path})")
+                existing += 1
                 written.append(path)
                 continue
             save_fitted(estimator, path.with_suffix(PARAMS_SUFFIX), method=method, classes=classes, extra=projection)
@@ -248,6 +257,10 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
         extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
         progress(f"{tag}: test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s")
+    fitted = len(written) - existing
+    records = "record exists" if existing == 1 else "records exist"
+    counts = f"{existing} {records}, skipped; {fitted} fitted" if existing else f"{fitted} fitted"
+    (summary or progress)(f"{counts} (under {folder})")
     return written
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from stages.shared.safe_io import atomic_write
 from stages.report.groups import RANDOM_LABEL, Family
+from stages.report.render import to_markdown
 from stages.report.stats import STD_NOTE
 from stages.report.table import Table
 
@@ -25,6 +26,11 @@ def write_index(out_dir: Path, runs_dir: Path, *, n_records: int, skipped: list[
     if random:
         lines += [f"**{RANDOM_LABEL}:** {', '.join(random)}. These runs use randomly initialised encoders; "
                   "their numbers test the pipeline, not CLIP.", ""]
+    headlines = [t for t, _ in tables if t.meta.get("kind") == "headline"]
+    if headlines:
+        lines += ["## Headline", ""]
+        for table in headlines:  # the Markdown table itself, one level down
+            lines += ["#" + to_markdown(table).rstrip("\n"), ""]
     lines += ["Conventions:", "", f"- {STD_NOTE}.",
               "- A cell lacking a seed that its run group has elsewhere is shown as — with a footnote and is "
               "never averaged; an Average is given only where every row has a complete cell.",
