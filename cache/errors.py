@@ -36,9 +36,14 @@ class CacheIncompleteError(CacheError):
 
 
 class CacheValueError(CacheError):
-    """Features refused on write (NaN or Inf): the encoder overflowed or is broken."""
+    """Features refused on write (NaN or Inf): the encoder overflowed or is broken (``remedy="precision"``),
+    or finite values overflow the stored dtype (``remedy="store_dtype"``)."""
 
     remedy = "precision"
+
+    def __init__(self, message: str, remedy: str = "precision") -> None:
+        super().__init__(message)
+        self.remedy = remedy
 
 
 class CacheLockedError(CacheError):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cache import validate
 from cache.errors import CacheError, CacheMissingError
 from cache.reader import CacheReader
 
@@ -41,6 +42,7 @@ class FeatureCache(CacheReader):
     def __init__(self, path: str | Path, *, require_complete: bool = True) -> None:
         super().__init__(path, require_complete=require_complete)
         self._rows: dict[str, np.ndarray] = {}
+        self._labels: dict[str, np.ndarray] = {}
 
     # -- identity ------------------------------------------------------------------------------------
     @property
@@ -49,18 +51,26 @@ class FeatureCache(CacheReader):
 
     @property
     def classes(self) -> list[str]:
-        return [str(c) for c in self.read("classes")]
+        names = self.read("classes")
+        if np.ndim(names) != 1 or len(names) < 1:
+            raise validate._bad(self.path, f"classes has shape {np.shape(names)}, expected a non-empty list")
+        return [str(c) for c in names]
 
     @property
     def logit_scale(self) -> float:
         """The scale the encoder that wrote the file multiplies its cosine logits by (stored by the writer)."""
         if "logit_scale" not in self.file.attrs:
             raise CacheMissingError(f"{self.path} has no logit_scale attribute", what="array", name="logit_scale")
-        return float(self.file.attrs["logit_scale"])
+        return validate.logit_scale(self.path, self.file.attrs["logit_scale"])
 
     @property
     def parent_class_ids(self) -> np.ndarray | None:
-        return self.read("parent_class_ids").astype(np.int64) if "parent_class_ids" in self else None
+        if "parent_class_ids" not in self:
+            return None
+        ids = validate.integers(self.path, "parent_class_ids", self.read("parent_class_ids"), 0, 2**31)
+        if len(ids) != len(self.classes):
+            raise validate._bad(self.path, f"parent_class_ids has {len(ids)} entries for {len(self.classes)} classes")
+        return ids
 
     @property
     def splits(self) -> list[str]:
@@ -77,14 +87,17 @@ class FeatureCache(CacheReader):
             "model": attrs.get("model"),
             "weights": attrs.get("weights"),
             "random_weights": bool(attrs.get("random_weights", False)),
-            "cache": {"path": str(self.path), "key": self.key},
+            "cache": {"path": str(self.path.resolve()), "key": self.key},
         }
 
     # -- images --------------------------------------------------------------------------------------
     def split_labels(self, split: str) -> np.ndarray:
         """Labels of every item of the split list (encoded or not), in file order."""
-        self._require_split(split)
-        return self.read(image(split, "labels")).astype(np.int64)
+        if split not in self._labels:
+            self._require_split(split)
+            name = image(split, "labels")
+            self._labels[split] = validate.integers(self.path, name, self.read(name), 0, len(self.classes))
+        return self._labels[split]
 
     def split_paths(self, split: str) -> list[str]:
         self._require_split(split)
@@ -92,30 +105,32 @@ class FeatureCache(CacheReader):
 
     def positions(self, split: str) -> np.ndarray:
         """Positions (into the split list) that have a usable feature."""
-        stored = self.read(image(split, "positions")).astype(np.int64)
+        stored = self._stored_positions(split)
         if image(split, "bad") in self:
-            stored = stored[self.read(image(split, "bad")) == 0]
+            stored = stored[self._bad_flags(split) == 0]
         return stored
 
     def bad_positions(self, split: str) -> np.ndarray:
         """Positions (into the split list) whose image could not be decoded and was skipped."""
         if image(split, "bad") not in self:
             return np.zeros(0, dtype=np.int64)
-        stored = self.read(image(split, "positions")).astype(np.int64)
-        return stored[self.read(image(split, "bad")) == 1]
+        return self._stored_positions(split)[self._bad_flags(split) == 1]
 
     def skipped_paths(self, split: str) -> list[str]:
         """Paths of images that could not be decoded and were skipped."""
         if image(split, "bad") not in self:
             return []
-        stored = self.read(image(split, "positions"))
         paths = self.read(image(split, "paths"))
-        return [str(paths[p]) for p in stored[self.read(image(split, "bad")) == 1]]
+        if np.ndim(paths) != 1 or len(paths) != len(self.split_labels(split)):
+            raise validate._bad(self.path, f"{image(split, 'paths')} does not list one path per item")
+        return [str(paths[p]) for p in self.bad_positions(split)]
 
     def features(self, split: str, positions: np.ndarray | None = None) -> np.ndarray:
         """Raw image features (float32) for ``positions`` of the split list; ``None``: every usable item."""
         positions = self.positions(split) if positions is None else np.asarray(positions, dtype=np.int64)
-        return self.read_rows(image(split, "features"), self._rows_of(split, positions)).astype(np.float32)
+        name = image(split, "features")
+        validate.rows(self.path, name, self._dataset(name).shape, len(self._stored_positions(split)))
+        return validate.finite(self.path, name, self.read_rows(name, self._rows_of(split, positions)).astype(np.float32))
 
     def aug_features(self, positions: np.ndarray, split: str = "train") -> np.ndarray | None:
         """Augmented train views (V, n, D) of ``positions``, or None when the cache has none."""
@@ -123,13 +138,11 @@ class FeatureCache(CacheReader):
         if name not in self:
             return None
         rows = self._rows_of(split, np.asarray(positions, dtype=np.int64))
-        return self.read_rows(name, rows, axis=1).astype(np.float32)
+        validate.rows(self.path, name, self._dataset(name).shape, len(self._stored_positions(split)), axis=1)
+        return validate.finite(self.path, name, self.read_rows(name, rows, axis=1).astype(np.float32))
 
     def _rows_of(self, split: str, positions: np.ndarray) -> np.ndarray:
-        if split not in self._rows:
-            self._require_split(split)
-            self._rows[split] = self.read(image(split, "positions")).astype(np.int64)
-        stored = self._rows[split]
+        stored = self._stored_positions(split)
         rows = np.searchsorted(stored, positions)
         rows = np.clip(rows, 0, max(len(stored) - 1, 0))
         missing = positions[(stored[rows] != positions) if len(stored) else np.ones(len(positions), bool)]
@@ -138,13 +151,28 @@ class FeatureCache(CacheReader):
                 f"{self.path}: {len(missing)} requested {split} position(s) are not encoded (e.g. {int(missing[0])})",
                 what="positions", name=split)
         if image(split, "bad") in self:
-            bad = self.read(image(split, "bad"))[rows] == 1
+            bad = self._bad_flags(split)[rows] == 1
             if bad.any():
                 raise CacheError(
                     f"{self.path}: {split} position {int(positions[bad][0])} is an image that was skipped as "
                     "unreadable; use a subset without it"
                 )
         return rows
+
+    def _stored_positions(self, split: str) -> np.ndarray:
+        """The encoded positions of a split, checked: strictly increasing, inside the split list."""
+        if split not in self._rows:
+            n_items = len(self.split_labels(split))
+            name = image(split, "positions")
+            self._rows[split] = validate.positions(self.path, name, self.read(name), n_items)
+        return self._rows[split]
+
+    def _bad_flags(self, split: str) -> np.ndarray:
+        """The unreadable-image flags of a split: 0 or 1, one per encoded position."""
+        name = image(split, "bad")
+        flags = validate.integers(self.path, name, self.read(name), 0, 2)
+        validate.rows(self.path, name, flags.shape, len(self._stored_positions(split)))
+        return flags
 
     def _require_split(self, split: str) -> None:
         if image(split, "labels") not in self:
@@ -160,7 +188,9 @@ class FeatureCache(CacheReader):
     def text_features(self, template_set: str) -> np.ndarray:
         """Per-template text features (C, L, D), float32."""
         self._require_set(template_set)
-        return self.read(text(template_set, "features")).astype(np.float32)
+        name = text(template_set, "features")
+        validate.text_shape(self.path, name, self._dataset(name).shape, len(self.classes))
+        return validate.finite(self.path, name, self.read(name).astype(np.float32))
 
     def _require_set(self, template_set: str) -> None:
         if text(template_set, "features") not in self:

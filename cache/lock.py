@@ -1,6 +1,9 @@
 """One writer per cache file: an advisory ``flock`` on a sibling ``.lock`` file.
 
-The kernel releases a ``flock`` when its holder dies, so a killed writer never leaves a stale lock.
+The kernel releases a ``flock`` when its holder dies, so a killed writer never leaves a stale lock. A clean
+release removes the lock file; a waiter that then holds the lock of a removed file retries on the new one. A
+``flock`` belongs to the open file, which ``fork`` shares with the child (DataLoader workers): a child
+closes its inherited copies at once, so an orphaned worker cannot keep the lock of a killed writer.
 """
 
 from __future__ import annotations
@@ -12,6 +15,21 @@ import time
 from pathlib import Path
 
 from cache.errors import CacheLockedError
+
+_HELD: set[int] = set()  # descriptors of the locks this process holds
+
+
+def _close_inherited() -> None:
+    """In a forked child: drop the inherited lock descriptors (the parent keeps its lock)."""
+    for fd in list(_HELD):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited)
 
 
 class WriteLock:
@@ -30,7 +48,12 @@ class WriteLock:
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                if _same_file(fd, self.path):
+                    break
+                # the holder we waited for removed the lock file on release: lock the path's new file instead
+                os.close(fd)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                continue
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES):
                     os.close(fd)
@@ -45,12 +68,21 @@ class WriteLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        _HELD.add(fd)
 
     def release(self) -> None:
+        """Unlock and remove the lock file (removed while still held, so no waiter can lock a stale file)."""
         if self._fd is not None:
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+            fd, self._fd = self._fd, None
+            if fd in _HELD:  # not a copy a fork already closed
+                _HELD.discard(fd)
+                try:
+                    if _same_file(fd, self.path):
+                        self.path.unlink()
+                except OSError:
+                    pass  # a lock file left behind is harmless: the next writer locks and removes it
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
 
     def __enter__(self) -> "WriteLock":
         self.acquire()
@@ -66,3 +98,11 @@ def _read_holder(fd: int) -> str:
     except OSError:
         return ""
     return f" (pid {pid})" if pid else ""
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (not removed or replaced since it was opened)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -9,7 +9,8 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from cache.errors import CacheIncompleteError, CacheMismatchError, CacheMissingError
+from cache import validate
+from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError, CacheMissingError
 from cache.key import key_diff
 from cache.layout import DONE_SUFFIX, FORMAT, SCHEMA_VERSION, partial_path
 
@@ -60,7 +61,7 @@ class CacheReader:
 
     @property
     def key(self) -> str:
-        return str(self.file.attrs["key"])
+        return validate.key_attr(self.path, self.file.attrs.get("key"))
 
     @property
     def key_fields(self) -> dict[str, str]:
@@ -120,7 +121,7 @@ class CacheReader:
                 raise CacheIncompleteError(f"no cache file at {self.path}, only an unfinished write of it")
             raise CacheMissingError(f"no cache file at {self.path}")
         if not h5py.is_hdf5(self.path):
-            raise CacheMismatchError(f"{self.path} is not an HDF5 file (truncated or corrupt?)")
+            raise CacheMismatchError(f"{self.path} is not an HDF5 file, so not a feature cache (or a truncated one)")
         try:
             f = self.file
             fmt = f.attrs.get("format")
@@ -133,7 +134,13 @@ class CacheReader:
             self.close()
             raise CacheMismatchError(f"{self.path} is an HDF5 file but not a feature cache of this tool "
                                      f"(no '{FORMAT}' tag)")
-        if version is None or int(version) > SCHEMA_VERSION:
+        try:
+            version = validate.schema_version(self.path, version)
+            validate.key_attr(self.path, self.file.attrs.get("key"))
+        except CacheError:
+            self.close()
+            raise
+        if version > SCHEMA_VERSION:
             self.close()
             raise CacheMismatchError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "

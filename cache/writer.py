@@ -20,6 +20,7 @@ from typing import Iterator, Mapping, Sequence
 import h5py
 import numpy as np
 
+from cache import validate
 from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError, CacheValueError, CacheWriteError
 from cache.key import key_diff, key_digest
 from cache.layout import FORMAT, SCHEMA_VERSION, done_name, partial_path
@@ -38,13 +39,17 @@ class BlockArray:
     The axes before ``lead`` index independent grids (e.g. augmented views), each with its own flags.
     """
 
-    def __init__(self, file: h5py.File, name: str) -> None:
+    def __init__(self, file: h5py.File, name: str, durable: bool = True) -> None:
         self._file = file
         self.name = name
         self.dataset = file[name]
+        if done_name(name) not in file:
+            raise validate._bad(file.filename, f"{name} has no progress mask")
         self.done = file[done_name(name)]
-        self.block_rows = int(self.dataset.attrs["block_rows"])
-        self.lead = int(self.dataset.attrs["lead_axes"])
+        self.block_rows, self.lead = validate.block_layout(
+            file.filename, name, self.dataset.attrs.get("block_rows"), self.dataset.attrs.get("lead_axes"),
+            tuple(self.dataset.shape), tuple(self.done.shape))
+        self.durable = durable
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -68,14 +73,21 @@ class BlockArray:
         data = np.asarray(data)
         if data.shape != expected:
             raise ValueError(f"{self.name} block {index}: got shape {data.shape}, expected {expected}")
-        if data.dtype.kind == "f" and not np.isfinite(data).all():
-            bad = int((~np.isfinite(data)).any(axis=tuple(range(1, data.ndim))).sum()) if data.ndim > 1 else 1
+        with np.errstate(over="ignore"):  # an overflow is refused just below, with the fix
+            stored = data.astype(self.dataset.dtype, copy=False)
+        if stored.dtype.kind == "f" and not np.isfinite(stored).all():  # checked AFTER the cast: fp16 overflows
+            bad = int((~np.isfinite(stored)).any(axis=tuple(range(1, stored.ndim))).sum()) if stored.ndim > 1 else 1
+            overflow = data.dtype != stored.dtype and np.isfinite(data).all()
+            cause = (f"values above {float(np.finfo(stored.dtype).max):g} overflow {stored.dtype}"
+                     if overflow else "the model overflowed or is broken")
             raise CacheValueError(
                 f"refusing to write {bad} row(s) with NaN/Inf into {self.name} (rows {rows.start}-{rows.stop - 1}); "
-                "the model overflowed or is broken"
+                + cause, remedy="store_dtype" if overflow else "precision"
             )
-        self.dataset[tuple(lead_index) + (rows,)] = data.astype(self.dataset.dtype, copy=False)
+        self.dataset[tuple(lead_index) + (rows,)] = stored
         self._file.flush()
+        if self.durable:  # the flag below is trusted on resume: the rows must reach the disk before it
+            os.fsync(self._file.id.get_vfd_handle())
         self.done[tuple(lead_index) + (block,)] = 1
         self._file.flush()
 
@@ -154,10 +166,10 @@ class CacheWriter:
             return None
         text = str(exc)
         if isinstance(exc, OSError) and exc.errno is not None:
-            reason = f"[Errno {exc.errno}] {exc.strerror}"
+            reason = f"[Errno {exc.errno}] {' '.join(str(exc.strerror).split())[:200]}"
         elif "write failed" in text or "errno =" in text:
             found = re.search(r"errno = (\d+), error message = '([^']*)'", text)
-            reason = f"[Errno {found.group(1)}] {found.group(2)}" if found else text.splitlines()[0][:200]
+            reason = f"[Errno {found.group(1)}] {found.group(2)}" if found else " ".join(text.split())[:200]
         else:
             return None
         return CacheWriteError(
@@ -179,6 +191,7 @@ class CacheWriter:
                 raise CacheMismatchError(f"{self.path} was built for different inputs ({'; '.join(diff)})")
             try:
                 shutil.copy2(self.path, self.partial)
+                _fsync_file(self.partial)  # its done flags are trusted by a resume
             except BaseException:
                 self.partial.unlink(missing_ok=True)  # never leave a truncated copy to be resumed
                 raise
@@ -212,6 +225,8 @@ class CacheWriter:
             f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             for name, value in self.attrs.items():
                 f.attrs[name] = value
+        _fsync_file(self.partial)
+        _fsync_dir(self.partial.parent)
 
     # -- layout --------------------------------------------------------------------------------------
     def __contains__(self, name: str) -> bool:
@@ -270,6 +285,7 @@ class CacheWriter:
             dataset.attrs[attr] = value
         _create_allocated(self._f, done_name(name), tuple(shape[:lead_axes]) + (n_blocks,), np.uint8, fill=True)
         self._f.flush()
+        os.fsync(self._f.id.get_vfd_handle())  # the zeroed done mask is on disk before any block is flagged
         return BlockArray(self._f, name)
 
     # -- commit --------------------------------------------------------------------------------------
@@ -285,8 +301,7 @@ class CacheWriter:
         self._f.flush()
         self.file.close()
         self.file = None
-        with open(self.partial, "rb") as handle:
-            os.fsync(handle.fileno())
+        _fsync_file(self.partial)
         os.replace(self.partial, self.path)
         _fsync_dir(self.path.parent)
         return self.path
@@ -304,6 +319,11 @@ def _create_allocated(group: h5py.Group, name: str, shape: tuple[int, ...], dtyp
     created = h5py.h5d.create(parent.id, leaf.encode(), tid, space, dcpl=dcpl)
     created.close()  # closed here, so a failing write (disk full) raises now rather than in a destructor
     return parent[leaf]
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

@@ -10,12 +10,16 @@ import click
 
 from pipeline import __version__
 from pipeline.commands import COMMANDS
+from pipeline.failures import EXIT_INTERRUPTED, interrupted_line, os_error_line
 from pipeline.hints import with_hint
 from stages.shared.errors import UserError
 
 
 class _Group(click.Group):
-    """Lists commands in pipeline order; turns user errors into one red line and exit code 1."""
+    """Lists commands in pipeline order; turns user errors, OS errors and Ctrl-C into one red line.
+
+    Exit codes: 1 for user and environment failures, 2 for bad arguments (click), 130 for Ctrl-C.
+    """
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
@@ -24,7 +28,7 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            click.secho(f"error: {with_hint(exc, ctx.invoked_subcommand)}", fg="red", err=True)
+            _say_error(with_hint(exc, ctx.invoked_subcommand))
             from cache.errors import CacheWriteError  # loaded already whenever one was raised
 
             if isinstance(exc, CacheWriteError):  # skip HDF5's at-exit retry of the failed flush (it can crash)
@@ -32,19 +36,43 @@ class _Group(click.Group):
                 sys.stderr.flush()
                 os._exit(1)
             sys.exit(1)
+        except OSError as exc:  # unwritable or missing folders, full disks: the environment, not a bug
+            _say_error(os_error_line(exc))
+            sys.exit(1)
+        except KeyboardInterrupt:
+            _say_error(interrupted_line(ctx.invoked_subcommand))
+            sys.exit(EXIT_INTERRUPTED)
+
+
+def _say_error(message: str) -> None:
+    """The one place a failure reaches the user: one red line on stderr, whatever the message holds."""
+    click.secho(f"error: {' '.join(str(message).split())}", fg="red", err=True)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pipeline")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and each command's closing summary.")
 def cli(verbose: int, quiet: bool) -> None:
     """Few-shot CLIP classification with Cross-Modal Mapping, from a feature cache.
 
     \b
+    0. pipeline download  fetch, verify and lay out the benchmark datasets (optional)
     1. pipeline extract   encode a dataset's images and class prompts once, into HDF5
     2. pipeline fit       train CMM and baselines on the cached features, per shots and seed
     3. pipeline report    turn run records into tables and plots
+       pipeline predict   classify new images with a fitted run
+       pipeline subsets   write CoOp's few-shot subsets as shareable JSON files
+       pipeline info      show what a cache file holds
+
+    \b
+    Example (the embedded default, offline with random weights):
+      pipeline extract --pretrained none
+      pipeline fit --pretrained none --shots 1,2,4 --seeds 1,2,3
+      pipeline report
+
+    Errors are one line; exit code 1 for failures, 2 for bad arguments, 130 when interrupted (a rerun resumes).
+    Run pipeline COMMAND --help for a command's options and examples.
     """
     ours = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     # third-party loggers (open_clip logs to the root logger) speak only with -v
@@ -54,6 +82,13 @@ def cli(verbose: int, quiet: bool) -> None:
         logging.getLogger(name).setLevel(ours)
     for noisy in ("PIL", "matplotlib", "h5py", "urllib3", "huggingface_hub", "filelock"):
         logging.getLogger(noisy).setLevel(max(others, logging.WARNING))
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_not_said_twice)
+
+
+def _not_said_twice(record: logging.LogRecord) -> bool:
+    """Drop open_clip's 'initialized randomly' warning: stages.extract.models says it, as RANDOM WEIGHTS."""
+    return not (record.name == "root" and str(record.msg).startswith("No pretrained weights loaded"))
 
 
 for command in COMMANDS:

@@ -23,6 +23,8 @@ def hint(error: Exception, command: str | None) -> str | None:
         return "wait for it to finish or pass --wait SECONDS"
     if remedy == "precision":
         return "try --precision fp32"
+    if remedy == "store_dtype":
+        return "use --store-dtype float32"
     if remedy == "extract":
         what, name = getattr(error, "what", "file"), getattr(error, "name", None)
         if what == "file":

@@ -67,3 +67,19 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
         if old != cache_file and old.exists() and not cache_file.exists():
             raise CacheError(migration_hint(old, cache_file))
     return FeatureCache(cache_file)
+
+
+def torch_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """'auto', 'cpu', 'cuda', 'cuda:1', ...: a malformed device is a usage error (exit 2).
+
+    Whether the device exists is checked when the command runs (pipeline.failures.check_device, exit 1).
+    """
+    if value is None or value == "auto":
+        return value
+    import torch
+
+    try:
+        torch.device(value)
+    except (RuntimeError, ValueError):
+        raise click.BadParameter(f"'{value}' is not a torch device (e.g. cpu, cuda, cuda:1)") from None
+    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list
+from pipeline.options import name_list, positive_int_list, torch_device
 from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
 
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
@@ -32,7 +32,7 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
-@click.command()
+@click.command(short_help="Encode a dataset's images and class prompts into an HDF5 cache.")
 @click.option("--dataset", default=DEFAULT_DATASET, show_default=True, callback=_dataset_key,
               help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
@@ -62,24 +62,39 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(["auto", "fp32", "fp16", "bf16", "amp", "amp_bf16"]),
               help="auto: amp (fp16 autocast) on GPU, fp32 on CPU.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:1, ...")
+@click.option("--device", default="auto", show_default=True, callback=torch_device, help="auto, cpu, cuda, cuda:1, ...")
 @click.option("--store-dtype", default="float32", show_default=True, type=click.Choice(["float32", "float16"]))
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (recorded in the cache) instead of stopping.")
 @click.option("--wait", default=0.0, show_default=True, type=float,
               help="Seconds to wait for another writer of the same cache file.")
 @click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
+@click.option("--download", "fetch_dataset", is_flag=True,
+              help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
+                   "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
 def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
-            skip_bad, wait, force) -> None:
+            skip_bad, wait, force, fetch_dataset) -> None:
     """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
 
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
     A rerun encodes only what is missing; a killed run resumes where it stopped.
     Under torchrun, each rank encodes its share and rank 0 merges the parts.
+
+    \b
+    Examples:
+      pipeline extract --dataset dtd --data-root ~/data --model ViT-B-16 --pretrained openai
+      pipeline extract --dataset dtd --data-root ~/data --aug-views 10 --templates coop,imagenet7
+      pipeline extract --model local-dir:/path/to/my-clip --pretrained none   # its architecture, random weights
+      pipeline extract --dataset eurosat --data-root ~/data --download   # fetch the dataset first if missing
     """
     from stages.extract.run import ExtractRequest
     from pipeline.distributed import run_extract
+    from pipeline.failures import check_writable_dir
 
+    check_writable_dir(cache_dir, "--cache-dir")
+
+    if fetch_dataset:
+        _download_first(dataset, data_root)
     options = {"split_file": split_file} if split_file else {}
     request = ExtractRequest(
         dataset=dataset, model=model, pretrained=pretrained, cache_dir=cache_dir, data_root=data_root,
@@ -89,3 +104,23 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
         skip_bad=skip_bad, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
     )
     run_extract(request, progress=click.echo)
+
+
+def _download_first(dataset: str, data_root: Path | None) -> None:
+    """``--download``: lay the dataset out under ``data_root`` (verified, nothing fetched when already there)."""
+    import os
+
+    from stages.extract.download import DOWNLOADABLE, DownloadRequest, download
+
+    if dataset not in DOWNLOADABLE:
+        raise click.BadParameter(f"dataset '{dataset}' has nothing to download", param_hint="'--download'")
+    if data_root is None:
+        raise click.BadParameter(f"give --data-root (or {DATA_ROOT_ENV}) to download into", param_hint="'--download'")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise click.BadParameter("run `pipeline download` before torchrun, not inside it", param_hint="'--download'")
+    from pipeline.settings import MANIFEST_ENV, MIRROR_ENV
+
+    manifest = os.environ.get(MANIFEST_ENV) or None
+    mirrors = tuple(os.environ.get(MIRROR_ENV, "").split())
+    download(DownloadRequest(datasets=(dataset,), data_root=data_root, manifest=Path(manifest) if manifest else None,
+                             mirrors=mirrors), echo=click.echo)

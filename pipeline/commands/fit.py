@@ -6,14 +6,14 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import cache_options, name_list, open_cache, positive_int_list
+from pipeline.options import cache_options, name_list, open_cache, positive_int_list, torch_device
 from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
 
 DEFAULT_METHODS = ",".join(DEFAULT)
 
 
-@click.command()
+@click.command(short_help="Fit CMM and baselines on cached features, one record per run.")
 @cache_options
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RUNS_DIR_ENV,
               default=default_runs_dir, show_default=f"work_dir/runs, env {RUNS_DIR_ENV}",
@@ -34,15 +34,24 @@ DEFAULT_METHODS = ",".join(DEFAULT)
               help="Folder of subset files (shots{K}_seed{S}.json, from pipeline subsets) to use instead of sampling.")
 @click.option("--eval-on", "eval_on", callback=name_list,
               help="Also score on these datasets' caches (same model), e.g. imagenet_v2,imagenet_sketch,imagenet_a,imagenet_r.")
-@click.option("--device", default="cpu", show_default=True, help="Torch device for training (cpu, cuda).")
+@click.option("--device", default="cpu", show_default=True, callback=torch_device,
+              help="Torch device for training (cpu, cuda, cuda:1).")
 @click.option("--force", is_flag=True, help="Refit and overwrite existing records.")
 def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seeds, methods, template_set, train_views,
         ablations, subsets_dir, eval_on, device, force) -> None:
     """Fit CMM and baselines on cached features for every shots x seed; one JSON record per fit.
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
-    read only for the final score. Existing records are skipped unless --force.
+    read only for the final score. Existing records are skipped unless --force. Records hold test top-1,
+    top-5 (with >= 5 classes) and mean per-class accuracy.
+
+    \b
+    Examples:
+      pipeline fit --dataset dtd --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
+      pipeline fit --dataset dtd --method cmm --ablation no_triplet --ablation frozen_prototypes
     """
+    from pipeline.failures import check_device, check_writable_dir
+    from pipeline.output import progress_echo
     from stages.fit.run import fit_runs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -51,10 +60,12 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
                                  param_hint="--method")
     if ablations and "cmm" not in methods:
         raise click.UsageError("--ablation applies to CMM: add cmm to --method")
+    check_device(device)
+    check_writable_dir(runs_dir, "--runs-dir")
     source = open_cache(cache_file, cache_dir, dataset, model, pretrained)
     eval_sources = {name: open_cache(None, cache_dir, name, model, pretrained) for name in (eval_on or ())}
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
                        template_set=template_set, train_views=train_views,
                        ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, device=device, progress=click.echo)
-    click.echo(f"{len(written)} run record(s) under {runs_dir}")
+                       eval_sources=eval_sources, force=force, device=device, progress=progress_echo(),
+                       summary=click.echo)

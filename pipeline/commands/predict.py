@@ -8,8 +8,10 @@ from pathlib import Path
 
 import click
 
+from pipeline.options import torch_device
 
-@click.command()
+
+@click.command(short_help="Classify new images with a fitted run.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--run", "run_record", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A run record (.json) written by pipeline fit.")
@@ -17,12 +19,17 @@ import click
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--out", "out_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the predictions to a .csv or .json file.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, callback=torch_device, help="Torch device (cpu, cuda).")
 def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     """Classify IMAGES with the classifier of a fitted run.
 
     Images are encoded with the same model, weights and preprocessing as the run's cache; a mismatch is
     refused, naming what differs.
+
+    \b
+    Examples:
+      pipeline predict photo1.jpg photo2.png --run work_dir/runs/dtd/ViT-B-16__openai/cmm/shots16_seed1.json
+      pipeline predict images/*.jpg --run RECORD.json --top-k 3 --out predictions.csv
     """
     from stages.extract.files import encode_like_cache
     from stages.fit.persist import load_fitted
@@ -31,13 +38,24 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
     if out_file is not None and out_file.suffix not in (".csv", ".json"):
         raise click.BadParameter(f"'{out_file}' must end in .csv or .json", param_hint="--out")
+    from pipeline.failures import check_device, check_writable_dir
+
+    check_device(device)
+    if out_file is not None:
+        check_writable_dir(out_file.parent, "--out")
     record = read_record(run_record)
-    if not isinstance(record.cache.get("path"), str) or not isinstance(record.cache.get("key"), str):
+    cache_path = record.cache.get("path")
+    if not isinstance(cache_path, str) or not cache_path or "\x00" in cache_path or not isinstance(
+            record.cache.get("key"), str):
         raise RecordError(run_record, "is not a run record of pipeline fit (no cache path/key)")
-    features = encode_like_cache(record.cache["path"], record.cache["key"], list(images), pretrained=pretrained,
+    if not Path(cache_path).is_absolute() and not Path(cache_path).exists():  # a record from before absolute paths
+        raise RecordError(run_record, f"names its cache by the relative path {cache_path}, which is not under the "
+                          "current folder; run predict from the folder where pipeline fit ran, or refit the run")
+    features = encode_like_cache(cache_path, record.cache["key"], list(images), pretrained=pretrained,
                                  device=device)
     fitted = load_fitted(run_record)
-    rows = [{"image": str(path), "top": top} for path, top in zip(images, fitted.top_k(features, top_k))]
+    top = fitted.top_k(features, top_k, source=run_record.with_suffix(".npz"))
+    rows = [{"image": str(path), "top": best} for path, best in zip(images, top)]
     for row in rows:
         best = ", ".join(f"{name} {p:.1%}" for name, p in row["top"])
         click.echo(f"{row['image']}: {best}")
@@ -47,11 +65,13 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
 
 
 def _write(out_file: Path, rows: list[dict]) -> None:
+    from stages.shared.safe_io import atomic_path, atomic_write
+
     if out_file.suffix == ".json":
-        out_file.write_text(json.dumps([{"image": r["image"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
+        atomic_write(out_file, json.dumps([{"image": r["image"], "top": [{"class": c, "probability": p} for c, p in r["top"]]}
                                         for r in rows], indent=2))
         return
-    with open(out_file, "w", newline="") as handle:
+    with atomic_path(out_file) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "rank", "class", "probability"])
         for r in rows:

@@ -10,7 +10,7 @@ from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 from stages.report.render import FORMATS
 
 
-@click.command()
+@click.command(short_help="Write result tables and plots from run records.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), envvar=RUNS_DIR_ENV,
               default=default_runs_dir, show_default=f"work_dir/runs, env {RUNS_DIR_ENV}",
               help="Where pipeline fit wrote its run records.")
@@ -20,16 +20,30 @@ from stages.report.render import FORMATS
               show_default=True, help="Table formats (repeat the option for several).")
 @click.option("--no-plots", is_flag=True, help="Tables only (plots need matplotlib).")
 @click.option("--no-published", is_flag=True, help="Leave out the published reference numbers.")
-def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_plots: bool, no_published: bool) -> None:
+@click.option("--metric", default="top1", show_default=True, type=click.Choice(["top1", "top5", "mean_per_class"]),
+              help="What the accuracy tables and plots show: top-1, top-5 (datasets with >= 5 classes) or mean "
+                   "per-class accuracy.")
+@click.option("--no-bands", is_flag=True, help="Draw the accuracy curves without their ± std bands.")
+def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_plots: bool, no_published: bool,
+           metric: str, no_bands: bool) -> None:
     """Write result tables (Markdown, CSV, JSON, LaTeX) and plots from run records.
 
     Reads records only: it never re-fits or re-encodes. Means and stds are over seeds; a cell with a
-    missing seed is shown as missing, not averaged.
+    missing seed is shown as missing, not averaged. The index (README.md) opens with a headline table:
+    methods x shots, averaged over datasets.
+
+    \b
+    Examples:
+      pipeline report --runs-dir work_dir/runs --out work_dir/report
+      pipeline report --metric mean_per_class --no-bands --format md --format tex
     """
     from stages.report import build_report
 
+    from pipeline.failures import check_writable_dir
+
     out_dir = out_dir or runs_dir.parent / "report"
+    check_writable_dir(out_dir, "--out")
     written = build_report(runs_dir, out_dir, formats=formats, plots=not no_plots, published=not no_published,
-                           progress=click.echo)
+                           metric=metric, bands=not no_bands, progress=click.echo)
     count = sum(len(paths) for paths in written.values())
     click.echo(f"wrote {count} files under {out_dir} (index: {out_dir / 'README.md'})")

@@ -9,7 +9,7 @@ import click
 from pipeline.options import cache_options, open_cache, positive_int_list
 
 
-@click.command()
+@click.command(short_help="Write CoOp's few-shot subsets as JSON files.")
 @click.option("--split-file", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="A CoOp split JSON to sample from (else the split lists stored in a cache).")
 @cache_options
@@ -22,9 +22,17 @@ def subsets(split_file, dataset, model, pretrained, cache_dir, cache_file, shots
 
     The positions index the split lists in file order, exactly as CoOp draws them, so the files match
     published subsets item for item; pass the folder to pipeline fit --subsets to reuse them.
+
+    \b
+    Examples:
+      pipeline subsets --dataset dtd --model ViT-B-16 --out subsets/dtd
+      pipeline subsets --split-file ~/data/dtd/split_zhou_DescribableTextures.json --shots 16 --out subsets/dtd
     """
     from stages.shared.sampling import read_split_labels, write_subsets
 
+    from pipeline.failures import check_writable_dir
+
+    check_writable_dir(out_dir, "--out")
     if split_file is not None:
         train, val = read_split_labels(split_file)
     else:

@@ -122,7 +122,8 @@ def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runti
         if failed and not runtime.skip_bad:
             if pending is not None:
                 pending.finish(progress)
-            raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images)")
+            raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images, "
+                                "or remove it from the split)")
         launched = _Pending(job, block, *_launch(model.encode_image, pixels, runtime), failed)
         if pending is not None:  # the GPU runs this batch while the host stores the previous one
             pending.finish(progress)

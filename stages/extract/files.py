@@ -39,6 +39,8 @@ def encode_like_cache(cache_path: str | Path, cache_key: str, paths: Sequence[Pa
     if cache.key != cache_key:
         raise ModelError(f"{cache.path} changed since the run was fitted (its key differs); refit the run")
     attrs = cache.attrs
+    if not isinstance(attrs.get("model_arg", attrs.get("model")), str):
+        raise ModelError(f"{cache.path} does not name the model that built it; rebuild it with pipeline extract --force")
     loaded = load_model(str(attrs.get("model_arg", attrs["model"])), pretrained or str(attrs.get("pretrained_arg", "none")),
                         weights_tag=attrs.get("weights_tag") or None)
     diff = key_diff(loaded.key_fields, {k: cache.key_fields.get(k) for k in loaded.key_fields})

@@ -4,6 +4,8 @@ Policy (set here, for the whole process, because Pillow keeps it in module globa
 - images above ``MAX_IMAGE_PIXELS`` (Pillow's own default, ~89.5 MPixel, about 9459 x 9459) are refused:
   Pillow's ``DecompressionBombWarning`` is raised as an error, its ``DecompressionBombError`` is caught,
   and the size is checked again here in case another library disabled Pillow's limit;
+- images more than ``MAX_ASPECT_RATIO`` times longer than wide (or the reverse) are refused: CLIP's
+  ``Resize(224)`` scales the SHORT side to 224, so a 162-byte 1 x 20000 PNG would become 224 x 4.5M pixels;
 - truncated files are errors (``ImageFile.LOAD_TRUNCATED_IMAGES = False``), never padded with grey;
 - EXIF orientation is applied (``ImageOps.exif_transpose``), so a photo is encoded the way it is viewed;
 - transparency (RGBA, LA, PA, palette with a transparent colour) is composited on white, the
@@ -25,6 +27,7 @@ from PIL import Image, ImageFile, ImageOps
 from stages.shared.errors import DatasetError
 
 MAX_IMAGE_PIXELS = 89_478_485
+MAX_ASPECT_RATIO = 50  # resized, such an image is at most 50 crops (224 x 11200, ~7.5 MB as uint8 RGB)
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
@@ -52,12 +55,12 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     except BadImageError:
         raise
     except FileNotFoundError:
-        raise BadImageError(f"image file not found: {path} — restore it or remove it from the split") from None
+        raise BadImageError(f"image file not found: {path} — check the path") from None
     except Exception as exc:  # any decoder failure (incl. the bomb warning raised as error) is a bad file
         reason = " ".join(f"{type(exc).__name__}: {exc}".split())
         raise BadImageError(
             f"cannot decode image {path} ({reason}) — the file is corrupt, truncated or not an image; "
-            "re-download it or remove it from the split"
+            "pass a readable image file"
         ) from None
     return rgb
 
@@ -86,5 +89,10 @@ def _check_size(img: Image.Image, path: Path) -> None:
     if width * height > MAX_IMAGE_PIXELS:
         raise BadImageError(
             f"image too large to decode safely: {path} is {width}x{height} pixels "
-            f"(limit {MAX_IMAGE_PIXELS:,}); shrink it or remove it from the split"
+            f"(limit {MAX_IMAGE_PIXELS:,}); shrink it"
+        )
+    if max(width, height) > MAX_ASPECT_RATIO * max(min(width, height), 1):
+        raise BadImageError(
+            f"image too elongated to resize safely: {path} is {width}x{height} pixels (aspect ratio over "
+            f"{MAX_ASPECT_RATIO}:1); crop it or remove it from the split"
         )

@@ -2,16 +2,20 @@
 
 ``--pretrained`` takes a pretrained tag (downloaded by open_clip, or found in its cache), a local checkpoint
 file, or ``none`` (random init, seeded, flagged everywhere). ``--model`` takes an open_clip model name, an
-``hf-hub:org/repo`` or ``local-dir:/path`` id (weights come with it), or a path to a model config JSON.
+``hf-hub:org/repo`` or ``local-dir:/path`` id (weights come with it; with ``--pretrained none`` only its
+architecture and preprocessing are used), or a path to a model config JSON (a bare open_clip config, or an
+``open_clip_config.json`` with ``model_cfg`` and ``preprocess_cfg``).
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import math
 import os
 import pickle
 import socket
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -19,8 +23,10 @@ from urllib.parse import urlparse
 
 import torch
 
+from cache.validate import MAX_LOGIT_SCALE
 from stages.shared.errors import ModelError
-from stages.shared.naming import CHECKPOINT_SUFFIXES, file_identity, file_sha256, local_dir_identity
+from stages.shared.naming import (CHECKPOINT_SUFFIXES, asks_random, config_model_name, file_identity, file_sha256,
+                                  is_random, local_dir_identity)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +63,15 @@ def load_model(
 
     name, config_file = _register_config(model_name)
     schema = name.split(":", 1)[0] if name.startswith(("hf-hub:", "local-dir:")) else None
-    pretrained = None if (pretrained or "").lower() in ("", "none", "random") else pretrained
-    kwargs: dict = {}
-    if schema == "local-dir":
+    random_asked = asks_random(pretrained)
+    pretrained = None if is_random(pretrained) else pretrained
+    kwargs: dict = _config_preprocess(config_file)
+    if schema is not None and random_asked:  # the id's architecture and preprocessing, random weights
+        if schema == "hf-hub":
+            _require_hub_files(name.split(":", 1)[1], None, what=f"model {name}")
+        weights = "none"
+        kwargs["load_weights"] = False
+    elif schema == "local-dir":
         weights = local_dir_identity(Path(name.split(":", 1)[1]))
     elif schema == "hf-hub":
         _require_hub_files(name.split(":", 1)[1], None, what=f"model {name}")
@@ -70,7 +82,7 @@ def load_model(
         path = Path(pretrained).expanduser()
         weights = file_identity(path)
         pretrained = str(path)
-        kwargs.update(_tag_preprocess(name, weights_tag))
+        kwargs.update(_tag_preprocess(name, weights_tag))  # the tag's preprocessing wins over the config's
     elif _looks_like_path(pretrained):
         raise ModelError(f"weights file not found: {pretrained}; pass an existing checkpoint file, a pretrained tag or none")
     else:
@@ -84,11 +96,12 @@ def load_model(
         )
         tokenizer = open_clip.get_tokenizer(name)
     except pickle.UnpicklingError:  # torch's weights-only loader met pickled code: never run it
-        raise ModelError(f"refusing {pretrained}: it holds pickled Python objects, not just tensors, and is loaded "
+        source = name.split(":", 1)[1] if schema else pretrained  # the file or folder that was refused
+        raise ModelError(f"refusing {source}: it holds pickled Python objects, not just tensors, and is loaded "
                          "with torch's weights-only loader; re-save it as a plain state_dict or .safetensors") from None
-    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot load model {model_name} with weights {weights}: {first[:300]}") from None
+    except (RuntimeError, FileNotFoundError, ValueError, KeyError, OSError,
+            AttributeError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:  # e.g. a big_vision .npz
+        raise ModelError(f"cannot load model {model_name} with weights {weights}: {_short_reason(exc)}") from None
     model.eval()
     size = _image_size(model)
     mean, std = _normalisation(preprocess)
@@ -96,6 +109,9 @@ def load_model(
     if weights == "none":
         logit_scale = 100.0  # a random model's init scale (1/0.07) is meaningless; use CLIP's trained value
         log.warning("model %s has RANDOM weights (--pretrained none): features are not CLIP features", name)
+    if not math.isfinite(logit_scale) or not 0.0 < logit_scale <= MAX_LOGIT_SCALE:  # a broken or crafted checkpoint
+        raise ModelError(f"model {model_name} with weights {weights} has logit scale {logit_scale}, outside "
+                         f"(0, {MAX_LOGIT_SCALE:g}]; the checkpoint is broken or not a CLIP model")
     key_fields = {
         "model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",
         "weights": weights,
@@ -121,8 +137,11 @@ def _register_config(model_name: str) -> tuple[str, Path | None]:
         path = Path(model_name).expanduser()
         if not path.is_file():
             raise ModelError(f"model config not found: {path}")
-        open_clip.add_model_config(path)
-        return path.stem, path
+        name = config_model_name(path)
+        from open_clip.factory import _MODEL_CONFIGS  # open_clip has no public call to register a dict
+
+        _MODEL_CONFIGS[name] = _read_model_config(path)["model_cfg"]
+        return name, path
     if model_name.startswith(("hf-hub:", "local-dir:")):
         if model_name.startswith("local-dir:") and not Path(model_name.split(":", 1)[1]).is_dir():
             raise ModelError(f"model folder not found: {model_name.split(':', 1)[1]} (from {model_name})")
@@ -133,6 +152,47 @@ def _register_config(model_name: str) -> tuple[str, Path | None]:
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see open_clip.list_models())"
         raise ModelError(f"unknown open_clip model '{model_name}'{hint}")
     return model_name, None
+
+
+def _read_model_config(path: Path) -> dict:
+    """``{"model_cfg": ..., "preprocess_cfg": ...}`` from a bare model config or open_clip's open_clip_config.json."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model config {path} is not readable JSON ({type(exc).__name__}); pass an open_clip "
+                         "model config (embed_dim, vision_cfg, text_cfg) or an open_clip_config.json") from None
+    config = raw if isinstance(raw, dict) and "model_cfg" in raw else {"model_cfg": raw}
+    model_cfg = config["model_cfg"]
+    required = ("embed_dim", "vision_cfg", "text_cfg")
+    missing = [k for k in required if not isinstance(model_cfg, dict) or k not in model_cfg]
+    if missing:
+        raise ModelError(f"model config {path} lacks {', '.join(missing)}; pass an open_clip model config "
+                         "(embed_dim, vision_cfg, text_cfg) or an open_clip_config.json (model_cfg, preprocess_cfg)")
+    if not isinstance(config.get("preprocess_cfg", {}), dict):
+        raise ModelError(f"model config {path}: preprocess_cfg must be an object")
+    return config
+
+
+def _config_preprocess(config_file: Path | None) -> dict:
+    """create_model_and_transforms arguments for an open_clip_config.json's preprocess_cfg (none for bare configs)."""
+    if config_file is None:
+        return {}
+    cfg = _read_model_config(config_file).get("preprocess_cfg", {})
+    mapped = {"image_mean": cfg.get("mean"), "image_std": cfg.get("std"),
+              "image_interpolation": cfg.get("interpolation"), "image_resize_mode": cfg.get("resize_mode")}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in mapped.items() if v is not None}
+
+
+def _short_reason(exc: BaseException) -> str:
+    """The first line of an exception's message, with any long list (e.g. every built-in model) left out."""
+    import re
+
+    text = str(exc).strip()
+    first = text.splitlines()[0] if text else type(exc).__name__
+    first = re.sub(r"\s*(Available[^:]*:\s*)?\[[^\]]{80,}\]?", " (list omitted)", first)
+    return first if len(first) <= 300 else first[:first.rfind(" ", 0, 300)] + " ..."
 
 
 def _require_tag(model: str, tag: str) -> None:

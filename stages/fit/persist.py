@@ -8,13 +8,13 @@ class name checked against a whitelist on load. Extra top-level arrays (the gap 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from stages.shared.safe_io import atomic_path
 from stages.shared.errors import FitError
 
 META = "__meta__"
@@ -60,13 +60,28 @@ def save_fitted(estimator, path: Path, *, method: str, classes: list[str],
     arrays.update(extra or {})
     arrays[META] = np.array(json.dumps(meta))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a unique temporary name: concurrent fits
         np.savez_compressed(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
+
+
+def _meta_problem(meta: object) -> str | None:
+    """What is wrong with a ``__meta__`` entry (types and bounds of every field load_fitted uses), or None."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        return f"unknown format {str(found)[:60]!r}"
+    if not isinstance(meta.get("method"), str) or not isinstance(meta.get("class"), str):
+        return "method and class must be strings"
+    classes = meta.get("classes")
+    if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+        return "classes must be a non-empty list of names"
+    for part in ("params", "fitted"):
+        value = meta.get(part)
+        if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+            return f"{part} must map attribute names to values"
+    if any(not name.endswith("_") or name.startswith("_") for name in meta["fitted"]):
+        return "fitted attributes must end in '_'"
+    return None
 
 
 @dataclass
@@ -86,10 +101,20 @@ class Fitted:
     def predict(self, X: np.ndarray) -> list[str]:
         return [self.classes[i] for i in self.estimator.predict(X)]
 
-    def top_k(self, X: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """Per row of ``X``: the ``k`` most probable classes with their probabilities, best first."""
+    def top_k(self, X: np.ndarray, k: int, source: Path | str = "the fitted run") -> list[list[tuple[str, float]]]:
+        """Per row of ``X``: the ``k`` most probable classes with their probabilities, best first.
+
+        A crafted or mismatched ``.npz`` (``source``) that gives no valid probabilities is refused in one line.
+        """
+        try:
+            probabilities = np.asarray(self.predict_proba(X))
+        except (ValueError, IndexError, TypeError, RuntimeError, AttributeError) as exc:
+            raise FitError(f"{source} does not fit these features "
+                           f"({type(exc).__name__}: {' '.join(str(exc).split())[:160]}); refit the run") from None
+        if probabilities.shape != (len(X), len(self.classes)) or not np.isfinite(probabilities).all():
+            raise FitError(f"{source} gives no valid probabilities for its {len(self.classes)} classes; refit the run")
         rows = []
-        for p in self.predict_proba(X):
+        for p in probabilities:
             order = np.argsort(-p)[:k]
             rows.append([(self.classes[i], float(p[i])) for i in order])
         return rows
@@ -106,23 +131,30 @@ def load_fitted(path: Path) -> Fitted:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {name: npz[name] for name in npz.files}
         meta = json.loads(str(arrays.pop(META)))
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise FitError(f"{path} is not a fitted run written by pipeline fit ({err}); refit it") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise FitError(f"{path} has an unknown format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    except (OSError, ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile) as err:
+        reason = " ".join(str(err).split())[:200]
+        raise FitError(f"{path} is not a fitted run written by pipeline fit ({reason}); refit it") from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise FitError(f"{path} is not a fitted run written by pipeline fit ({problem}); refit it")
     registry = _registry()
     cls = registry.get(str(meta.get("class")))
     if cls is None:
-        raise FitError(f"{path} names estimator {meta.get('class')!r}, which this version does not know")
+        raise FitError(f"{path} names estimator {str(meta.get('class'))[:80]!r}, which this version does not know")
     params = dict(meta["params"])
     params.update({k[len("param__"):]: v for k, v in arrays.items() if k.startswith("param__")})
     try:
         estimator = cls(**params)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise FitError(f"{path} does not match estimator {cls.__name__} of this version ({err}); refit it") from None
     for name, value in meta["fitted"].items():
         setattr(estimator, name, value)
     for name, value in arrays.items():
         if name.startswith("fitted__"):
-            setattr(estimator, name[len("fitted__"):], value)
+            attr = name[len("fitted__"):]
+            if not attr.isidentifier() or attr.startswith("_") or not attr.endswith("_"):
+                raise FitError(f"{path}: {name[:80]!r} is not a fitted attribute name; refit the run")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise FitError(f"{path}: fitted array {attr} holds NaN/Inf; refit the run")
+            setattr(estimator, attr, value)
     return Fitted(estimator=estimator, method=str(meta["method"]), classes=[str(c) for c in meta["classes"]])

@@ -3,11 +3,12 @@
 The test split is read only after a run's estimator is fitted, for its final score; nothing is chosen on it.
 Each run writes ``RUNS/<dataset>/<name>/<method_label>/shots<K>_seed<S>.json`` (``stages.shared.record``,
 docs/records.md) and the fitted parameters beside it as ``.npz`` (no pickle). Existing records of the same
-cache are skipped.
+cache and subset source are skipped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,15 +18,17 @@ from pathlib import Path
 
 import numpy as np
 
+from cache.lock import WriteLock
 from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
+from stages.fit.metrics import accuracy_metrics
 from stages.fit.persist import save_fitted
 from stages.fit.source import FeatureSource
 from stages.shared.naming import migration_hint
 from stages.shared.record import (PARAMS_SUFFIX, TRAIN_VIEWS, RunRecord, older_run_folders, read_record,
-                                  record_path, run_folder, write_record)
+                                  record_path, record_text, run_folder, write_record)
 from stages.shared.sampling import coop_sample, read_subset, subset_name
 
 
@@ -54,7 +57,7 @@ def few_shot(source: FeatureSource, shots: int, seed: int, train_views: str, sub
     train_labels, val_labels = source.split_labels("train"), _val_labels(source)
     if subsets_dir is not None:
         subset = read_subset(Path(subsets_dir) / subset_name(shots, seed), len(train_labels), len(val_labels))
-        origin = f"file:{subset_name(shots, seed)}"
+        origin = subset_origin(subsets_dir, shots, seed)
     else:
         subset, origin = coop_sample(train_labels, val_labels, shots, seed), "coop"
     chosen, dropped = {}, []
@@ -111,6 +114,9 @@ def shift_top1(estimator, base_classes: int, shifted: LazyTestSplit) -> float:
     parents = shifted.parent_class_ids
     if parents is not None:
         parents = np.asarray(parents, dtype=np.int64)
+        if len(parents) and parents.max() >= base_classes:
+            raise FitError(f"{shifted.dataset}: parent class id {int(parents.max())} is outside the {base_classes} "
+                           "classes the model was fitted on; extract it against the right parent dataset")
         return float((parents[logits[:, parents].argmax(1)] == parents[y]).mean() * 100.0)
     if len(shifted.classes) != base_classes:
         raise FitError(f"{shifted.dataset} has {len(shifted.classes)} classes and no mapping onto the "
@@ -130,29 +136,53 @@ def versions() -> dict[str, str]:
     return out
 
 
-def _existing(path: Path, key: str) -> bool:
-    """A valid record for this run exists and was fitted on the same cache content."""
+def subset_origin(subsets_dir: Path | None, shots: int, seed: int) -> str:
+    """Where a run's subset comes from, as kept in its record: ``coop`` or ``file:<name>@<sha256[:12]>``.
+
+    Part of a record's identity: a record made from other subsets is refitted, never reused.
+    """
+    if subsets_dir is None:
+        return "coop"
+    path = Path(subsets_dir) / subset_name(shots, seed)
+    try:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError:
+        digest = "missing"  # read_subset names the problem when the subset is read
+    return f"file:{path.name}@{digest}"
+
+
+def _existing(path: Path, key: str, origin: str = "coop") -> bool:
+    """A valid record for this run exists, was fitted on the same cache content and from the same subsets."""
     if not path.is_file():
         return False
     try:
         record = read_record(path)
     except RecordError:
         return False
-    return record.cache.get("key") == key and path.with_suffix(PARAMS_SUFFIX).is_file()
+    return (record.cache.get("key") == key and record.subset.get("source") == origin
+            and path.with_suffix(PARAMS_SUFFIX).is_file())
 
 
 def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
              runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
              ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
              eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
-             device: str = "cpu", progress: Callable[[str], None] = print) -> list[Path]:
-    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths."""
+             device: str = "cpu", progress: Callable[[str], None] = print,
+             summary: Callable[[str], None] | None = None) -> list[Path]:
+    """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
+
+    ``progress`` gets one line per fit; ``summary`` (default: ``progress``) one closing line counting the records
+    that existed (skipped) and those fitted.
+    """
     if train_views not in TRAIN_VIEWS:
         raise FitError(f"train views must be one of {', '.join(TRAIN_VIEWS)}, got {train_views!r}")
     info = source.describe()
     key = info["cache"]["key"]
     text = source.text_features(template_set)
     classes = list(source.classes)
+    if len(classes) < 2:
+        raise FitError(f"{source.dataset} has {len(classes)} class(es); classification needs at least 2: "
+                       "check the split file's labels")
     if text.shape[0] != len(classes):
         raise FitError(f"{source.dataset}: {text.shape[0]} text prototypes for {len(classes)} classes")
     folder = run_folder(runs_dir, source.dataset, info["model"], info["weights"])
@@ -168,13 +198,15 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
     written: list[Path] = []
     skipped, package_versions = _skipped(source), versions()
     plan = [(m, k, s) for k in shots for s in seeds for m in methods]
+    existing = 0
     data, short, data_for = None, [], None
     for index, (method, k, seed) in enumerate(plan, 1):
         label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
         path = record_path(runs_dir, source.dataset, info["model"], info["weights"], label, int(k), int(seed))
         tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
-        if not force and _existing(path, key):
-            progress(f"{tag}: exists, skipped ({path})")
+        origin = subset_origin(subsets_dir, int(k), int(seed))
+        if not force and _existing(path, key, origin):
+            existing += 1
             written.append(path)
             continue
         if data_for != (k, seed):  # one subset and one feature read per (shots, seed), shared by the methods
@@ -190,14 +222,13 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         seconds = time.perf_counter() - started
         # -- everything above chose the model on train and val; the test split is read from here on --
         X_test, y_test = test.get()
-        test_top1 = float(estimator.score(X_test, y_test) * 100.0)
-        metrics = {"test_top1": test_top1, "val_top1": getattr(estimator, "val_top1_", None)}
+        metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
+        test_top1 = metrics["test_top1"]
+        metrics["val_top1"] = getattr(estimator, "val_top1_", None)
         shift = {name: shift_top1(estimator, len(classes), other) for name, other in shifts.items()}
         if shift:
             metrics["shift"] = shift
         gap, projection = _gap(estimator, X_test, y_test, text, seed)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_fitted(estimator, path.with_suffix(".npz"), method=method, classes=classes, extra=projection)
         record = RunRecord(
             dataset=source.dataset, model=info["model"], weights=info["weights"],
             random_weights=bool(info.get("random_weights", False)), method=method, method_label=label,
@@ -213,11 +244,23 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
             timing={"fit_seconds": round(seconds, 4)}, params_file=path.with_suffix(PARAMS_SUFFIX).name,
             created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
-        write_record(path, record)
+        text_record = record_text(record)  # before any file is written: a bad value leaves no orphan .npz
+        with WriteLock(path, wait=None):  # the .npz and .json of one run are written as a pair
+            if not force and _existing(path, key, origin):
+                progress(f"{tag}: written meanwhile by another process, kept ({path})")
+                existing += 1
+                written.append(path)
+                continue
+            save_fitted(estimator, path.with_suffix(PARAMS_SUFFIX), method=method, classes=classes, extra=projection)
+            write_record(path, record, text=text_record)
         written.append(path)
         val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
         extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
         progress(f"{tag}: test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s")
+    fitted = len(written) - existing
+    records = "record exists" if existing == 1 else "records exist"
+    counts = f"{existing} {records}, skipped; {fitted} fitted" if existing else f"{fitted} fitted"
+    (summary or progress)(f"{counts} (under {folder})")
     return written
 
 

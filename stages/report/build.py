@@ -7,23 +7,26 @@ from typing import Callable, Iterable
 
 from stages.shared.errors import ReportError
 from stages.report.groups import Family, group_records
-from stages.report.index import write_index
+from stages.report.index import index_path, write_index
 from stages.report.plot_common import have_matplotlib
 from stages.report.published import PublishedSeries, load_published
 from stages.report.records import load_records
 from stages.shared.record import RECORD_GLOB
 from stages.report.render import FORMATS, write_table
 from stages.report.table import Table
-from stages.report.tables_accuracy import compare_shots, compare_table, method_table
+from stages.report.style import METRICS
+from stages.report.tables_accuracy import compare_shots, compare_table, headline_table, method_table
 from stages.report.tables_gap import gap_table
 from stages.report.tables_hparams import hparams_table
 from stages.report.tables_shift import shift_table
 
 
 def build_tables(families: list[Family], published: list[PublishedSeries]) -> list[Table]:
-    """Every table, family by family: per-method accuracy, side by side per shots, shift, gap, hyper-params."""
+    """Every table, family by family: the headline (methods x shots over datasets), per-method accuracy, side by
+    side per shots, shift, gap, hyper-params."""
     tables: list[Table] = []
     for family in families:
+        tables += [t for t in (headline_table(family),) if t is not None]
         tables += [method_table(g) for g in family.groups]
         tables += [t for k in compare_shots(family) if (t := compare_table(family, k, published)) is not None]
         tables += [t for t in (shift_table(family), gap_table(family)) if t is not None]
@@ -40,27 +43,33 @@ def _check_formats(formats: Iterable[str]) -> tuple[str, ...]:
 
 
 def _plots(families: list[Family], published: list[PublishedSeries], out_dir: Path,
-           warn: Callable[[str], None]) -> list[Path]:
+           warn: Callable[[str], None], bands: bool = True) -> list[Path]:
     from stages.report.plot_curves import accuracy_plots
     from stages.report.plot_gap import gap_plots
 
     paths: list[Path] = []
     for family in families:
-        paths += accuracy_plots(family, published, out_dir)
+        paths += accuracy_plots(family, published, out_dir, bands)
         for group in family.groups:
             paths += gap_plots(group, out_dir, warn)
     return paths
 
 
 def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: bool = True,
-                 published: bool = True, progress: Callable[[str], None] = print) -> dict[str, list[Path]]:
+                 published: bool = True, metric: str = "top1", bands: bool = True,
+                 progress: Callable[[str], None] = print) -> dict[str, list[Path]]:
     """Read every run record under ``runs_dir`` and write the report into ``out_dir``.
+
+    ``metric`` (top1, top5, mean_per_class) is what the accuracy tables and plots show; ``bands`` draws the
+    ± std bands in the accuracy plots.
 
     Invalid or duplicate records are skipped with a warning through ``progress``; no valid record at all
     raises ReportError. Returns the written paths by kind: each table format, 'png', 'svg' and 'index'.
     """
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     formats = _check_formats(formats)
+    if metric not in METRICS:
+        raise ReportError(f"unknown metric '{metric}': choose from {', '.join(METRICS)}")
     if not runs_dir.is_dir():
         raise ReportError(f"runs folder {runs_dir} does not exist: pass the RUNS folder that `pipeline fit` wrote")
     records, skipped = load_records(runs_dir, progress)
@@ -68,11 +77,12 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
         bad = f" ({len(skipped)} invalid, see the warnings above)" if skipped else ""
         raise ReportError(f"no valid run records ({RECORD_GLOB}) under {runs_dir}{bad}: run `pipeline fit` "
                           f"first or point the report at the folder it wrote")
-    families = group_records(records)
+    families = group_records(records, metric)
     series = load_published() if published else []
     written: dict[str, list[Path]] = {fmt: [] for fmt in formats} | {"png": [], "svg": [], "index": []}
 
     tables = build_tables(families, series)
+    index_path(out_dir).unlink(missing_ok=True)  # a report killed from here on leaves no index that lies
     table_paths = []
     for table in tables:
         paths = write_table(table, out_dir / "tables", formats)
@@ -83,7 +93,7 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
     plot_paths: list[Path] = []
     plot_note = None
     if plots and have_matplotlib():
-        plot_paths = _plots(families, series, out_dir / "plots", progress)
+        plot_paths = _plots(families, series, out_dir / "plots", progress, bands)
     elif plots:
         plot_note = "matplotlib is not installed: plots skipped (install the 'plots' extra); tables are complete"
         progress(f"note: {plot_note}")

@@ -9,6 +9,7 @@ from typing import Callable, Iterable
 from stages.shared.naming import model_name
 from stages.shared.record import RunRecord
 from stages.report.stats import Stat, stat_of
+from stages.report.style import display_name, metric_value, model_title
 
 # CoOp's table order, which the anchors and the published CSV follow; other datasets come after, sorted.
 DATASET_ORDER = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
@@ -34,10 +35,11 @@ class RunGroup:
     method_label: str
     cells: dict[tuple[str, int], dict[int, RunRecord]] = field(default_factory=dict)
     random_weights: bool = False
+    metric: str = "top1"  # what stat() measures by default: top1, top5 or mean_per_class (style.METRICS)
 
     @property
     def name(self) -> str:
-        """The short name of the model x weights (file names and titles)."""
+        """The short name of the model x weights (file names: stages.shared.naming)."""
         return model_name(self.model, self.weights)
 
     def add(self, record: RunRecord) -> None:
@@ -60,10 +62,14 @@ class RunGroup:
     def records(self) -> list[RunRecord]:
         return [r for by_seed in self.cells.values() for r in by_seed.values()]
 
-    def stat(self, dataset: str, shots: int,
-             value: Callable[[RunRecord], float | None] = lambda r: r.test_top1) -> Stat:
-        """The cell for ``dataset`` at ``shots`` (empty Stat when never run)."""
-        return stat_of(self.cells.get((dataset, shots), {}), self.seeds, value)
+    @property
+    def method_name(self) -> str:
+        """The method label as a reader sees it: 'CMM (no triplet)', 'Tip-Adapter-F' (legends, table cells)."""
+        return display_name(self.method_label)
+
+    def stat(self, dataset: str, shots: int, value: Callable[[RunRecord], float | None] | None = None) -> Stat:
+        """The cell for ``dataset`` at ``shots`` (empty Stat when never run); the group's metric by default."""
+        return stat_of(self.cells.get((dataset, shots), {}), self.seeds, value or metric_value(self.metric))
 
     def reference_shots(self, shots: int) -> int | None:
         """Shot count whose cells stand for ``shots``: itself, or 0 for a zero-shot group run at 0 shots."""
@@ -82,10 +88,11 @@ class Family:
     model: str
     weights: str
     groups: list[RunGroup]
+    metric: str = "top1"
 
     @property
     def name(self) -> str:
-        """The short name of the model x weights (file names and titles)."""
+        """The short name of the model x weights (file names: stages.shared.naming)."""
         return model_name(self.model, self.weights)
 
     @property
@@ -97,8 +104,8 @@ class Family:
         return ordered({d for g in self.groups for d in g.datasets}, DATASET_ORDER)
 
     def describe(self) -> str:
-        """The short name ('RN50__openai'), with the random-weights label when it applies."""
-        text = self.name
+        """'RN50 (openai)', with the random-weights label when it applies; no machine paths (short model name)."""
+        text = model_title(self.model, self.weights)
         return f"{text} [{RANDOM_LABEL}]" if self.random_weights else text
 
 
@@ -107,16 +114,17 @@ def _method_rank(group: RunGroup) -> tuple:
     return (base, group.method, group.method_label != group.method, group.method_label)
 
 
-def group_records(records: Iterable[RunRecord]) -> list[Family]:
-    """Families sorted by model and weights, each with its groups in method order."""
+def group_records(records: Iterable[RunRecord], metric: str = "top1") -> list[Family]:
+    """Families sorted by model and weights, each with its groups in method order; cells measure ``metric``."""
     groups: dict[tuple[str, str, str], RunGroup] = {}
     for r in records:
         key = (r.model, r.weights, r.method_label)
         if key not in groups:
-            groups[key] = RunGroup(model=r.model, weights=r.weights, method=r.method, method_label=r.method_label)
+            groups[key] = RunGroup(model=r.model, weights=r.weights, method=r.method, method_label=r.method_label,
+                                   metric=metric)
         groups[key].add(r)
     families: dict[tuple[str, str], list[RunGroup]] = {}
     for (model, weights, _), group in groups.items():
         families.setdefault((model, weights), []).append(group)
-    return [Family(model=m, weights=w, groups=sorted(gs, key=_method_rank))
+    return [Family(model=m, weights=w, groups=sorted(gs, key=_method_rank), metric=metric)
             for (m, w), gs in sorted(families.items())]

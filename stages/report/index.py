@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from stages.shared.safe_io import atomic_write
 from stages.report.groups import RANDOM_LABEL, Family
+from stages.report.render import to_markdown
 from stages.report.stats import STD_NOTE
 from stages.report.table import Table
 
@@ -24,6 +26,11 @@ def write_index(out_dir: Path, runs_dir: Path, *, n_records: int, skipped: list[
     if random:
         lines += [f"**{RANDOM_LABEL}:** {', '.join(random)}. These runs use randomly initialised encoders; "
                   "their numbers test the pipeline, not CLIP.", ""]
+    headlines = [t for t, _ in tables if t.meta.get("kind") == "headline"]
+    if headlines:
+        lines += ["## Headline", ""]
+        for table in headlines:  # the Markdown table itself, one level down
+            lines += ["#" + to_markdown(table).rstrip("\n"), ""]
     lines += ["Conventions:", "", f"- {STD_NOTE}.",
               "- A cell lacking a seed that its run group has elsewhere is shown as — with a footnote and is "
               "never averaged; an Average is given only where every row has a complete cell.",
@@ -47,6 +54,9 @@ def write_index(out_dir: Path, runs_dir: Path, *, n_records: int, skipped: list[
         lines.append(f"- {_link(png, out_dir, png.name)}{extra}")
     if not pngs and not plot_note:
         lines.append("No plots were written.")
-    path = out_dir / "README.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
+    return atomic_write(index_path(out_dir), "\n".join(lines) + "\n")
+
+
+def index_path(out_dir: Path) -> Path:
+    """The index: removed when a report starts and written last, so it exists only for a complete report."""
+    return out_dir / "README.md"

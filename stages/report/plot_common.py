@@ -33,7 +33,10 @@ def save_figure(fig: Any, stem: Path) -> list[Path]:
     svg = stem.parent / f"{stem.name}.svg"
     from matplotlib import rc_context
 
-    fig.savefig(png, format="png", dpi=120, metadata={"Software": None})
-    with rc_context({"svg.fonttype": "none"}):  # keep titles as searchable, editable text
-        fig.savefig(svg, format="svg", metadata={"Date": None})
+    from stages.shared.safe_io import atomic_path
+
+    with atomic_path(png) as tmp:  # never a 0-byte or half-drawn plot, even when killed
+        fig.savefig(tmp, format="png", dpi=120, metadata={"Software": None})
+    with rc_context({"svg.fonttype": "none", "svg.hashsalt": "cmm"}), atomic_path(svg) as tmp:  # searchable, reproducible
+        fig.savefig(tmp, format="svg", metadata={"Date": None})
     return [png, svg]

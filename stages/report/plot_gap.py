@@ -3,6 +3,7 @@ in its ``.npz``, before and after the map, in two panels that share axes."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -13,7 +14,9 @@ from stages.report.groups import RANDOM_LABEL, RunGroup
 from stages.shared.naming import join_name
 from stages.report.plot_common import new_figure, save_figure
 from stages.shared.record import RunRecord
+from stages.report.style import display_name, model_title
 
+MAX_LEGEND_CLASSES = 12  # more classes: the legend says how colours map instead of naming each
 PROJ_KEYS = ("proj_images_before", "proj_images_after", "proj_labels", "proj_protos_before", "proj_protos_after")
 
 
@@ -38,10 +41,46 @@ def load_projection(path: Path) -> dict[str, np.ndarray] | None:
     return arrays
 
 
+def class_names(path: Path) -> list[str] | None:
+    """The class names stored in a params file's metadata (``__meta__``), or None when it has none."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "__meta__" not in npz.files:
+                return None
+            names = json.loads(str(npz["__meta__"])).get("classes")
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    return [str(n) for n in names] if isinstance(names, list) else None
+
+
+def _cmap(classes: int) -> dict[str, Any]:
+    cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo"
+    return {"cmap": cmap, "vmin": 0, "vmax": max(classes - 1, 1)}
+
+
+def _class_legend(ax: Any, classes: int, names: list[str] | None) -> None:
+    """A legend naming each class's colour (up to MAX_LEGEND_CLASSES), else one line on how colours map."""
+    from matplotlib import colormaps
+    from matplotlib.lines import Line2D
+
+    norm = _cmap(classes)
+    if names is None or len(names) != classes:
+        names = [f"class {c}" for c in range(classes)]
+    if classes > MAX_LEGEND_CLASSES:
+        ax.text(0.01, 0.01, f"colour = class ({classes} classes, {norm['cmap']} colour map)", fontsize=7,
+                transform=ax.transAxes, color="dimgray")
+        return
+    cmap = colormaps[norm["cmap"]]
+    handles = [Line2D([], [], linestyle="", marker="o", markersize=6,
+                      color=cmap((c - norm["vmin"]) / (norm["vmax"] - norm["vmin"])), label=names[c])
+               for c in range(classes)]
+    ax.legend(handles=handles, title="classes", loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7,
+              title_fontsize=8, frameon=False)
+
+
 def _panel(ax: Any, images: np.ndarray, labels: np.ndarray, protos: np.ndarray, title: str) -> None:
     classes = protos.shape[0]
-    cmap = "tab10" if classes <= 10 else "tab20" if classes <= 20 else "turbo"
-    norm = {"cmap": cmap, "vmin": 0, "vmax": max(classes - 1, 1)}
+    norm = _cmap(classes)
     ax.scatter(images[:, 0], images[:, 1], c=labels, s=8, alpha=0.5, marker="o", label="test images", **norm)
     ax.scatter(protos[:, 0], protos[:, 1], c=np.arange(classes), s=140, marker="*", edgecolors="black",
                linewidths=0.6, label="class prototypes", **norm)
@@ -53,9 +92,10 @@ def _panel(ax: Any, images: np.ndarray, labels: np.ndarray, protos: np.ndarray, 
     ax.grid(alpha=0.3)
 
 
-def gap_plot(record: RunRecord, arrays: dict[str, np.ndarray], random_weights: bool, out_dir: Path) -> list[Path]:
-    """Two panels (before, after) for one run; returns the PNG and SVG paths."""
-    fig = new_figure(10.0, 4.8)
+def gap_plot(record: RunRecord, arrays: dict[str, np.ndarray], random_weights: bool, out_dir: Path,
+             names: list[str] | None = None) -> list[Path]:
+    """Two panels (before, after) for one run, with a class legend; returns the PNG and SVG paths."""
+    fig = new_figure(11.5, 4.8)
     before, after = fig.subplots(1, 2, sharex=True, sharey=True)
     labels = arrays["proj_labels"]
     for ax, side in ((before, "before"), (after, "after")):
@@ -64,9 +104,10 @@ def gap_plot(record: RunRecord, arrays: dict[str, np.ndarray], random_weights: b
         _panel(ax, arrays[f"proj_images_{side}"], labels, arrays[f"proj_protos_{side}"],
                f"{side} the map{note}")
     before.set_ylabel("PC 2")
-    after.legend(loc="best", fontsize=7)
-    title = (f"Modality gap — {record.dataset}, {record.method_label}, {record.name}, "
-             f"{record.shots} shots, seed {record.seed}")
+    before.legend(loc="best", fontsize=7)
+    _class_legend(after, arrays["proj_protos_before"].shape[0], names)
+    title = (f"Modality gap — {record.dataset}, {display_name(record.method_label)}, "
+             f"{model_title(record.model, record.weights)}, {record.shots} shots, seed {record.seed}")
     if random_weights:
         title += f"\n{RANDOM_LABEL}"
     fig.suptitle(title, fontsize=10, color="red" if random_weights else "black")
@@ -91,6 +132,6 @@ def gap_plots(group: RunGroup, out_dir: Path, warn: Callable[[str], None]) -> li
                 warn(f"warning: no gap plot from {record.params_path}: {exc}")
                 continue
             if arrays is not None:
-                paths += gap_plot(record, arrays, group.random_weights, out_dir)
+                paths += gap_plot(record, arrays, group.random_weights, out_dir, class_names(record.params_path))
                 break
     return paths

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from stages.shared.safe_io import atomic_write
 from stages.report.stats import Missing, Stat, Value
 from stages.report.table import Table, cell_text
 
@@ -23,6 +24,7 @@ def to_markdown(table: Table) -> str:
     def esc(text: str) -> str:
         return text.replace("|", "\\|").replace("\n", " ")
 
+    best = table.best_cells()
     lines = [f"### {esc(table.title)}", ""]
     lines.append("| " + " | ".join(esc(c.name) for c in table.columns) + " |")
     lines.append("|" + "|".join(":---" if c.kind == "text" else "---:" for c in table.columns) + "|")
@@ -32,6 +34,8 @@ def to_markdown(table: Table) -> str:
             text = cell_text(cell, col)
             if text is None:
                 text = MISSING + (f"[{marks[(i, j)][0]}]" if (i, j) in marks else "")
+            elif (i, j) in best:
+                text = f"**{text}**"
             texts.append(esc(text))
         lines.append("| " + " | ".join(texts) + " |")
     footer = [f"[{n}] {esc(text)}" for n, text in sorted(marks.values())] + [esc(n) for n in table.notes]
@@ -78,6 +82,7 @@ def _cell_json(cell: Any) -> Any:
 def to_json(table: Table) -> str:
     """The table with every cell's per-seed values; incomplete cells keep their values but no mean."""
     marks = table.footnotes()
+    best = table.best_cells()
     rows = []
     for i, row in enumerate(table.rows):
         entry = {}
@@ -85,6 +90,8 @@ def to_json(table: Table) -> str:
             value = _cell_json(cell)
             if (i, j) in marks and isinstance(value, dict):
                 value = {**value, "note": marks[(i, j)][1]}
+            if (i, j) in best and isinstance(value, dict):
+                value = {**value, "best": True}
             entry[col.name] = value
         rows.append(entry)
     doc = {"name": table.name, "title": table.title, "meta": table.meta,
@@ -106,6 +113,7 @@ def latex_escape(text: str) -> str:
 def to_latex(table: Table) -> str:
     """A booktabs ``table`` float with caption and label; footnotes and notes under the tabular."""
     marks = table.footnotes()
+    best = table.best_cells()
     spec = "".join("l" if c.kind == "text" else "r" for c in table.columns)
     label = re.sub(r"[^A-Za-z0-9:.-]+", "-", table.name)
     lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[htbp]", r"\centering",
@@ -122,7 +130,7 @@ def to_latex(table: Table) -> str:
                 mark = rf"\textsuperscript{{{marks[(i, j)][0]}}}" if (i, j) in marks else ""
                 texts.append("---" + mark)
             else:
-                texts.append(latex_escape(text))
+                texts.append(rf"\textbf{{{latex_escape(text)}}}" if (i, j) in best else latex_escape(text))
         lines.append(" & ".join(texts) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     footer = [rf"\textsuperscript{{{n}}}~{latex_escape(text)}" for n, text in sorted(marks.values())]
@@ -145,6 +153,6 @@ def write_table(table: Table, directory: Path, formats: tuple[str, ...]) -> dict
     written = {}
     for fmt in formats:
         path = directory / f"{table.name}.{fmt}"
-        path.write_text(RENDERERS[fmt](table), encoding="utf-8")
+        atomic_write(path, RENDERERS[fmt](table))  # never a half-written table, even when killed
         written[fmt] = path
     return written

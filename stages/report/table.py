@@ -28,6 +28,28 @@ class Table:
     notes: list[str] = field(default_factory=list)
     rule_before: set[int] = field(default_factory=set)  # row indices preceded by a horizontal rule
     meta: dict[str, Any] = field(default_factory=dict)
+    best: str | None = None  # 'row' or 'column': bold the highest measured mean along each row / column
+
+    def best_cells(self) -> set[tuple[int, int]]:
+        """(row, column) of the best measured result ('stat' cells only, never published values) along each row
+        or column, as ``best`` says; ties are all best; a line with fewer than two results has none."""
+        if self.best not in ("row", "column"):
+            return set()
+        stat_columns = [j for j, c in enumerate(self.columns) if c.kind == "stat"]
+
+        def mean(i: int, j: int) -> float | None:
+            cell = self.rows[i][j]
+            return round(cell.mean, self.columns[j].digits) if isinstance(cell, Stat) and cell.complete else None
+
+        lines = ([[(i, j) for j in stat_columns] for i in range(len(self.rows))] if self.best == "row"
+                 else [[(i, j) for i in range(len(self.rows))] for j in stat_columns])
+        best: set[tuple[int, int]] = set()
+        for line in lines:
+            values = {ij: v for ij in line if (v := mean(*ij)) is not None}
+            if len(values) >= 2:
+                top = max(values.values())
+                best |= {ij for ij, v in values.items() if v == top}
+        return best
 
     def row_label(self, row: list[Cell]) -> str:
         """The row's text cells joined, to name it in a footnote ('dtd', 'imagenet / cmm / 16')."""

@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 from stages.report.groups import RANDOM_LABEL, RunGroup
+from stages.report.style import model_title
 from stages.shared.naming import join_name
 from stages.report.table import Column, Table
 
@@ -45,7 +46,7 @@ def hparams_table(group: RunGroup) -> Table | None:
     suffix = f" [{RANDOM_LABEL}]" if group.random_weights else ""
     table = Table(
         name=join_name("hparams", group.name, group.method_label),
-        title=f"{group.method_label}: hyper-parameters chosen on val — {group.name}{suffix}",
+        title=f"{group.method_label}: hyper-parameters chosen on val — {model_title(group.model, group.weights)}{suffix}",
         columns=[Column("Dataset", "text"), Column("Shots", "text"), Column("Seeds", "text")]
         + [Column(n, "text") for n in names],
         meta={"kind": "hparams", "model": group.model, "weights": group.weights,

@@ -12,6 +12,8 @@ paths, odd characters) becomes a readable basename plus an 8-hex hash, so no two
 ``--model hf-hub:timm/ViT-B-16-SigLIP``            ``ViT-B-16-SigLIP__hf-hub-<hash of the id>``
 ``--model local-dir:/models/my-clip``              ``my-clip__local-dir-<hash of its files>``
 ``--model configs/tiny.json``                      ``tiny__<weights>``
+``--model .../my-clip/open_clip_config.json``      ``my-clip__<weights>``
+``--model hf-hub:org/my-clip --pretrained none``   ``my-clip__none`` (its architecture, random weights)
 =================================================  =============================================
 
 The name is a pure function of the identities every cache and run record stores (``model``, ``weights``),
@@ -27,6 +29,7 @@ from pathlib import Path
 from stages.shared.errors import ModelError
 
 HUB, LOCAL_DIR = "hf-hub", "local-dir"
+OPEN_CLIP_CONFIG = "open_clip_config.json"  # what hf-hub and local-dir models carry: model_cfg + preprocess_cfg
 CHECKPOINT_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors", ".ckpt")
 CACHE_SUFFIX = ".h5"
 SEPARATOR = "__"
@@ -68,6 +71,8 @@ def model_name(model: str, weights: str) -> str:
     """
     model, weights = str(model), str(weights)
     kind, _, rest = model.partition(":")
+    if kind in (HUB, LOCAL_DIR) and weights == "none":  # the id's architecture with random weights
+        return f"{name_part(rest.rstrip('/').rsplit('/', 1)[-1] or rest)}{SEPARATOR}none"
     if kind == HUB:  # the weights come with the id
         return f"{name_part(rest.rstrip('/').rsplit('/', 1)[-1])}{SEPARATOR}{HUB}-{short_hash(model)}"
     if kind == LOCAL_DIR:
@@ -84,18 +89,40 @@ def _digest(identity: str) -> str:
     return digest[:8] if at and re.fullmatch(r"[0-9a-f]{8,}", digest) else short_hash(identity)
 
 
+def is_random(pretrained: str | None) -> bool:
+    """Whether a model name or config gets random weights: ``pretrained`` is 'none', 'random', empty or None."""
+    return (pretrained or "").strip().lower() in ("", "none", "random")
+
+
+def asks_random(pretrained: str | None) -> bool:
+    """Whether ``--pretrained`` explicitly says 'none' (or 'random'): an hf-hub: or local-dir: model then gets
+    random weights of its architecture; None (not given) keeps the weights that come with the id."""
+    return isinstance(pretrained, str) and pretrained.strip().lower() in ("none", "random")
+
+
+def config_model_name(path: str | Path) -> str:
+    """The name a model config JSON stands for: its stem, or its folder's name for open_clip_config.json."""
+    path = Path(path).expanduser()
+    return path.resolve().parent.name if path.name == OPEN_CLIP_CONFIG else path.stem
+
+
 def model_identity(model: str) -> str:
-    """The model as a cache records it: a config JSON by its file stem, anything else as given."""
-    return Path(model).stem if model.endswith(".json") else model
+    """The model as a cache records it: a config JSON by its name (``config_model_name``), anything else as given."""
+    return config_model_name(model) if model.endswith(".json") else model
 
 
 def weights_identity(model: str, pretrained: str | None) -> str:
-    """The weights' identity as ``load_model`` records it, without loading anything (a checkpoint is hashed)."""
+    """The weights' identity as ``load_model`` records it, without loading anything (a checkpoint is hashed).
+
+    ``--pretrained none`` with an hf-hub: or local-dir: model means its architecture with random weights: ``none``.
+    """
+    if model.startswith((f"{HUB}:", f"{LOCAL_DIR}:")) and asks_random(pretrained):
+        return "none"
     if model.startswith(f"{HUB}:"):
         return model
     if model.startswith(f"{LOCAL_DIR}:"):
         return local_dir_identity(Path(model.split(":", 1)[1]))
-    if (pretrained or "").lower() in ("", "none", "random"):
+    if is_random(pretrained):
         return "none"
     path = Path(pretrained).expanduser()
     return file_identity(path) if path.is_file() else pretrained

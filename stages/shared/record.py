@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from stages.shared.errors import RecordError
 from stages.shared.naming import model_name, name_part
+from stages.shared.safe_io import JSONFileError, atomic_write, read_json
 
 SCHEMA = "cmm-run/1"
 RECORD_GLOB = "shots*_seed*.json"
@@ -132,25 +131,28 @@ class RunRecord:
 
 
 # -- writing --------------------------------------------------------------------------------------------
-def write_record(path: str | Path, record: RunRecord) -> Path:
-    """Write ``record`` to ``path`` atomically: a unique temporary file in the same folder, then ``os.replace``.
+def record_text(record: RunRecord) -> str:
+    """The record as strict JSON text; a non-finite number (a search log's or gap measure's NaN/Inf) is stored
+    as null and numpy scalars as plain numbers, so any record a fit produces can be written and read back."""
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        if hasattr(value, "item") and hasattr(value, "dtype") and getattr(value, "shape", None) == ():
+            value = value.item()  # a numpy scalar (no numpy import here: the contracts load nothing heavy)
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        return value
 
-    A reader (or a killed writer) never sees half a record; two writers of one path never share a temporary.
-    """
-    path = Path(path)
-    text = json.dumps(record.to_dict(), indent=2, allow_nan=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return json.dumps(clean(record.to_dict()), indent=2, allow_nan=False)
+
+
+def write_record(path: str | Path, record: RunRecord, text: str | None = None) -> Path:
+    """Write ``record`` to ``path`` atomically (stages.shared.safe_io: a unique temporary file in the same
+    folder, fsync, ``os.replace``): a reader or a killed writer never sees half a record, two writers of one
+    path never share a temporary. ``text``: the record's :func:`record_text`, when the caller built it first."""
+    return atomic_write(path, record_text(record) if text is None else text)
 
 
 # -- reading --------------------------------------------------------------------------------------------
@@ -158,11 +160,9 @@ def read_record(path: str | Path) -> RunRecord:
     """Read and validate one record file; a problem is a one-line RecordError naming the file and field."""
     path = Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(path, f"cannot be read ({exc.__class__.__name__}: {exc})") from None
-    except json.JSONDecodeError as exc:
-        raise RecordError(path, f"is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+        raw = read_json(path)  # bounded: size, nesting, huge or non-finite numbers are one-line errors
+    except JSONFileError as exc:
+        raise RecordError(path, f"cannot be read: {exc}") from None
     return parse_record(raw, path)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.shared.errors import DatasetError, FitError
+from stages.shared.safe_io import JSONFileError, atomic_write, read_json
 
 SAMPLER = "coop"
 VAL_SHOTS_CAP = 4
@@ -57,12 +58,34 @@ def read_split_labels(split_json: Path) -> tuple[np.ndarray, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"split file {path} not found; download the CoOp split file into that folder")
     try:
-        split = json.loads(path.read_text())
-        return tuple(np.array([int(item[1]) for item in split[name]], dtype=np.int64)  # type: ignore[return-value]
+        split = read_json(path)
+        return tuple(np.array([_label(item[1]) for item in split[name]], dtype=np.int64)  # type: ignore[return-value]
                      for name in ("train", "val"))
     except (ValueError, KeyError, IndexError, TypeError) as err:
-        raise DatasetError(f"split file {path} is not a CoOp split ({err!r}); "
+        raise DatasetError(f"split file {path} is not a CoOp split ({' '.join(str(err).split())[:200]}); "
                            f"expected {{'train': [[path, label, classname], ...], 'val': [...]}}") from None
+
+
+def _label(value: object) -> int:
+    """A class label from a split file: an integer in 0..2**31-1 (never a float truncated, never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ValueError(f"label {str(value)[:40]!r} is not an integer in 0..2**31-1")
+    return value
+
+
+def positions_in(raw: object, split: str, size: int) -> list[int]:
+    """A subset's positions of one split: a list of distinct integers in ``0..size-1``; raises ValueError."""
+    if not isinstance(raw, list):
+        raise ValueError(f"{split} must be a list of positions, got {type(raw).__name__}")
+    for p in raw:
+        if isinstance(p, bool) or not isinstance(p, int):
+            raise ValueError(f"{split} position {str(p)[:40]!r} is not an integer")
+        if not 0 <= p < size:
+            raise ValueError(f"{split} position {p} is outside the split list (0..{size - 1}); "
+                             "the subset was made for another split file")
+    if len(set(raw)) != len(raw):
+        raise ValueError(f"{split} positions repeat; a subset lists each item once")
+    return list(raw)
 
 
 def subset_name(shots: int, seed: int) -> str:
@@ -80,7 +103,7 @@ def write_subsets(train_labels: Sequence[int], val_labels: Sequence[int], shots:
         for s in seeds:
             subset = coop_sample(train_labels, val_labels, int(k), int(s))
             path = out / subset_name(int(k), int(s))
-            path.write_text(json.dumps({**subset, "shots": int(k), "seed": int(s), "sampler": SAMPLER}))
+            atomic_write(path, json.dumps({**subset, "shots": int(k), "seed": int(s), "sampler": SAMPLER}))
             written.append(path)
     return written
 
@@ -91,17 +114,15 @@ def read_subset(path: Path, n_train: int, n_val: int) -> dict[str, list[int]]:
     if not path.is_file():
         raise FitError(f"subset file {path} not found; write it with pipeline subsets --out {path.parent}")
     try:
-        subset = json.loads(path.read_text())
-        out = {split: [int(p) for p in subset[split]] for split in ("train", "val")}
-    except (ValueError, KeyError, TypeError) as err:
-        raise FitError(f"{path} is not a subset file ({err!r}); expected {{'train': [positions], 'val': [positions]}}") from None
-    for split, size in (("train", n_train), ("val", n_val)):
-        bad = [p for p in out[split] if not 0 <= p < size]
-        if bad:
-            raise FitError(f"{path}: {split} position {bad[0]} is outside the split list (0..{size - 1}); "
-                           "the subset was made for another split file")
-        if len(set(out[split])) != len(out[split]):
-            raise FitError(f"{path}: {split} positions repeat; a subset lists each item once")
+        subset = read_json(path)
+    except JSONFileError as err:
+        raise FitError(f"{path} is not a subset file: {err}; write it with pipeline subsets") from None
+    if not isinstance(subset, dict) or "train" not in subset or "val" not in subset:
+        raise FitError(f"{path} is not a subset file; expected {{'train': [positions], 'val': [positions]}}")
+    try:
+        out = {split: positions_in(subset[split], split, size) for split, size in (("train", n_train), ("val", n_val))}
+    except ValueError as err:
+        raise FitError(f"{path}: {err}") from None
     if not out["train"]:
         raise FitError(f"{path}: the train subset is empty")
     return out

@@ -71,3 +71,42 @@ def test_bad_weights_are_named(pretrained, message):
 def test_unknown_model_suggests_names():
     with pytest.raises(ModelError, match="did you mean"):
         load_model("vit-b-32-foo", "none")
+
+
+def test_local_dir_with_pretrained_none_is_its_architecture_with_random_weights(tmp_path, trained_like):
+    folder = tmp_path / "tiny-dir"
+    folder.mkdir()
+    config = json.loads(TINY_MODEL_CONFIG.read_text())
+    preprocess = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": config, "preprocess_cfg": preprocess}))
+    torch.save(trained_like.model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    random = load_model(f"local-dir:{folder}", "none")
+    assert random.random_weights and random.weights == "none" and random.mean == (0.5, 0.5, 0.5)
+    assert not torch.allclose(probe(random), probe(trained_like))  # the folder's weights were not loaded
+    torch.testing.assert_close(probe(random), probe(load_model(f"local-dir:{folder}", "none")))  # seeded
+    config_json = load_model(str(folder / "open_clip_config.json"), "none")  # the same file as a model config
+    assert config_json.name == "tiny-dir" and config_json.std == (0.25, 0.25, 0.25)
+    torch.testing.assert_close(probe(config_json), probe(random))
+
+
+def test_hf_hub_id_with_and_without_its_weights(tmp_path, trained_like, monkeypatch):
+    """An hf-hub: id served from a hand-built Hugging Face cache (offline): its own weights by default, random
+    weights of its architecture with --pretrained none."""
+    import huggingface_hub.constants
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--me--tiny-clip"
+    snapshot = repo / "snapshots" / revision
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    config = {"model_cfg": json.loads(TINY_MODEL_CONFIG.read_text()), "preprocess_cfg": {}}
+    (snapshot / "open_clip_config.json").write_text(json.dumps(config))
+    torch.save(trained_like.model.state_dict(), snapshot / "open_clip_pytorch_model.bin")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    own = load_model("hf-hub:me/tiny-clip", None)
+    assert own.weights == "hf-hub:me/tiny-clip" and not own.random_weights
+    torch.testing.assert_close(probe(own), probe(trained_like))
+    random = load_model("hf-hub:me/tiny-clip", "none")
+    assert random.weights == "none" and random.random_weights
+    assert not torch.allclose(probe(random), probe(trained_like))

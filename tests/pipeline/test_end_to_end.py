@@ -41,13 +41,13 @@ def test_extract_fit_report_predict(workspace):
     assert fit.exit_code == 0, fit.output
     records = sorted(runs.rglob("shots*_seed*.json"))
     assert len(records) == 3 * 2 * 2
-    assert fit.output.count("test ") == 12 and "12 run record(s)" in fit.output
+    assert fit.output.count("test ") == 12 and "\n12 fitted (under " in fit.output
     record = json.loads(next(p for p in records if "/cmm/" in p.as_posix()).read_text())
     assert record["random_weights"] is True and record["weights"] == "none"
 
     again = run("fit", *workspace["cache_args"], "--runs-dir", runs, "--shots", "1,2", "--seeds", "1,2",
                 "--method", "cmm,zero_shot,tip_adapter")
-    assert again.output.count("exists, skipped") == 12
+    assert "12 records exist, skipped; 0 fitted" in again.output and "test " not in again.output  # one line
 
     rep = run("report", "--runs-dir", runs, "--out", report)
     assert rep.exit_code == 0, rep.output

@@ -39,7 +39,7 @@ def test_second_run_is_refused_or_waits_and_the_file_is_correct(small_dataset, t
         waited = run_cli(*extract_args(small_dataset, cache_dir, batch_size=2), "--wait", "120")
         assert waited.exit_code == 0, waited.output
         # it could only go on once the first run had committed and let go of the lock: nothing left to encode
-        assert "0 image views encoded" in waited.output or "nothing to encode" in waited.output
+        assert "encoded 0 images" in waited.output or "nothing to encode" in waited.output
     finally:
         os.kill(first.pid, signal.SIGCONT)
         _, err = first.communicate(timeout=300)

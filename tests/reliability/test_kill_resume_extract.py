@@ -159,5 +159,5 @@ def test_killed_between_last_block_and_rename_resumes_to_the_same_cache(dataset,
         FeatureCache(cache)
     result = run_cli(*args_for(dataset, tmp_path))
     assert result.exit_code == 0, result.output
-    assert "resuming" in result.output and "0 image views encoded" in result.output
+    assert "resuming" in result.output and "encoded 0 images" in result.output
     assert_same_content(snapshot(cache), expected)

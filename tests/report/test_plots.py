@@ -49,7 +49,7 @@ def test_plots_are_valid_png_and_svg(plotted: dict[str, list[Path]]) -> None:
 def test_curves_label_random_weights_and_published(plotted: dict[str, list[Path]]) -> None:
     svgs = {p.name: p for p in plotted["svg"]}
     rn50 = _svg_text(svgs["acc__RN50__openai__dtd.svg"])
-    assert "published: Tip-Adapter-F (RN50)" in rn50 and "zero_shot" in rn50
+    assert "published: Tip-Adapter-F (RN50)" in rn50 and "Zero-shot CLIP" in rn50 and "zero_shot" not in rn50
     assert "RANDOM WEIGHTS" not in rn50
     vit = _svg_text(svgs["acc__ViT-B-32__none__dtd.svg"])
     assert "RANDOM WEIGHTS — not a CLIP result" in vit and "published" not in vit

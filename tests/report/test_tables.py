@@ -115,10 +115,10 @@ def test_side_by_side_table_has_methods_as_columns(runs: Path, tmp_path: Path) -
     _report(runs, out, published=False)
     table = _json(out, "compare__RN50__openai__shots1")
     names = [c["name"] for c in table["columns"]]
-    assert names == ["Dataset", "zero_shot (0 shots)", "cmm"]
+    assert names == ["Dataset", "Zero-shot CLIP (0 shots)", "CMM"]  # display names, not keys
     rows = {row["Dataset"]: row for row in table["rows"]}
-    assert rows["dtd"]["zero_shot (0 shots)"]["mean"] == 40.0 and rows["dtd"]["cmm"]["mean"] == 53.0
-    assert rows["Average (2 datasets)"]["cmm"]["mean"] == pytest.approx(62.0)
+    assert rows["dtd"]["Zero-shot CLIP (0 shots)"]["mean"] == 40.0 and rows["dtd"]["CMM"]["mean"] == 53.0
+    assert rows["Average (2 datasets)"]["CMM"]["mean"] == pytest.approx(62.0)
     assert not (out / "tables" / "compare__RN50__openai__shots0.json").exists()
 
 
@@ -137,7 +137,7 @@ def test_published_columns_only_for_matching_backbone(runs: Path, tmp_path: Path
     average = rows["Average (2 datasets)"]["published: Tip-Adapter-F (RN50) [Tip-Adapter repository]"]
     assert average["value"] == pytest.approx((66.55 + 84.54) / 2)
     # measured means are untouched by the published columns
-    assert rows["dtd"]["cmm"]["mean"] == pytest.approx(61.0)
+    assert rows["dtd"]["CMM"]["mean"] == pytest.approx(61.0)
     assert any("exp.log" in note for note in rn50["notes"])
     vit = (out / "tables" / "compare__ViT-B-32__openai__shots16.md").read_text(encoding="utf-8")
     assert "published" not in vit
@@ -160,7 +160,7 @@ def test_random_weight_runs_are_labelled(runs: Path, tmp_path: Path, write_recor
             assert "RANDOM WEIGHTS" not in text, path
     assert any("hparams__ViT-B-32__none" in p.name for p in written["md"])
     tex = (out / "tables" / "acc__ViT-B-32__none__cmm.tex").read_text(encoding="utf-8")
-    assert r"\caption{cmm: test top-1 (\%) --- ViT-B-32\_\_none [RANDOM WEIGHTS --- not a CLIP result]}" in tex
+    assert r"\caption{CMM: test top-1 (\%) --- ViT-B-32 (none) [RANDOM WEIGHTS --- not a CLIP result]}" in tex
     assert label in (out / "README.md").read_text(encoding="utf-8")
 
 

@@ -81,3 +81,19 @@ def test_an_old_cache_name_gets_a_one_line_migration_message(tmp_path: Path) -> 
     assert result.exit_code == 1
     [line] = result.output.strip().splitlines()
     assert f"mv '{old}' '{new}'" in line
+
+
+def test_pretrained_none_with_a_hub_or_folder_model_is_named_none(tmp_path: Path) -> None:
+    """--pretrained none with hf-hub:/local-dir: is the id's architecture with random weights: ``<name>__none``,
+    the same from CLI arguments and from what load_model records (weights "none")."""
+    folder = tmp_path / "my-clip"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text("{}")
+    (folder / "open_clip_model.safetensors").write_bytes(b"weights")
+    for model in ("hf-hub:org/my-clip", f"local-dir:{folder}"):
+        assert weights_identity(model, "none") == "none"
+        assert model_name(model, "none") == "my-clip__none"
+        assert cache_file(tmp_path, "dtd", model, "none") == tmp_path / "dtd" / "my-clip__none.h5"
+        assert cache_file(tmp_path, "dtd", model, None).name != "my-clip__none.h5"  # not given: its own weights
+    assert model_identity(str(folder / "open_clip_config.json")) == "my-clip"  # named by its folder
+    assert cache_file(tmp_path, "dtd", str(folder / "open_clip_config.json"), "none").name == "my-clip__none.h5"

@@ -19,6 +19,7 @@ from stages.fit.source import ArraySource
 from stages.fit.synthetic import make_clip_like
 from stages.report import build_report
 from stages.report.records import load_records
+from stages.report.style import model_title
 from stages.shared.errors import RecordError, UserError
 from stages.shared.naming import model_name
 from stages.shared.record import RunRecord, parse_record, read_record, record_path, write_record
@@ -73,7 +74,8 @@ def test_the_report_reads_them_and_names_its_files_and_titles_by_the_short_name(
     written = build_report(runs, tmp_path / "report", formats=("md",), plots=False, progress=lambda _: None)
     files = [p for p in (tmp_path / "report").rglob("*.md") if p.name != "README.md"]
     assert files and all(name in p.name and not UNSAFE.search(p.name) for p in files), files
-    assert all(f"— {name}" in p.read_text(encoding="utf-8") for p in files)
+    title = model_title(source.model, source.weights)  # titles: the model without paths, and its weights (i12)
+    assert all(f"— {title}" in p.read_text(encoding="utf-8") for p in files)
     assert written is not None
 
 

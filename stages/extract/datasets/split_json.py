@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 from stages.shared.errors import DatasetError
+from stages.shared.safe_io import JSONFileError, read_json
 from stages.extract.datasets.base import Item, readable
 
 SPLIT_ORDER = ("train", "val", "test")
@@ -21,12 +22,9 @@ def read_split_json(key: str, path: Path,
                     required: tuple[str, ...] = SPLIT_ORDER) -> tuple[list[str], dict[str, list[Item]]]:
     """(class names, {split: items}) from the split file at ``path``, splits in train/val/test order."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{key}: malformed split file {path} (line {exc.lineno} column {exc.colno}: "
-                           f"{exc.msg}) — re-download it or fix the JSON") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{key}: cannot read split file {path} ({exc}) — check the file") from None
+        data = read_json(path)
+    except JSONFileError as exc:
+        raise DatasetError(f"{key}: malformed split file {path}: {exc} — re-download it or fix the JSON") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{key}: split file {path} must hold a JSON object with train/val/test lists")
     unknown = sorted(set(data) - set(SPLIT_ORDER))
@@ -62,8 +60,9 @@ def _classnames(key: str, path: Path, listings: dict[str, list[Item]]) -> list[s
             names.setdefault(item.label, item.classname)
     if not names:
         raise DatasetError(f"{key}: split file {path}: {first!r} lists no items; it defines the classes")
-    absent = [label for label in range(max(names) + 1) if label not in names]
-    if absent:
-        raise DatasetError(f"{key}: split file {path}: label {absent[0]} never occurs in {first!r} "
-                           f"({len(absent)} labels missing); labels must be 0..C-1 with every class in {first!r}")
+    if max(names) >= len(names):  # some label in 0..max is absent; never build range(max): labels can be huge
+        absent = next(label for label in range(len(names) + 1) if label not in names)
+        raise DatasetError(f"{key}: split file {path}: label {absent} never occurs in {first!r} "
+                           f"({max(names) + 1 - len(names)} labels missing below the largest, {max(names)}); "
+                           f"labels must be 0..C-1 with every class in {first!r}")
     return [names[label] for label in range(len(names))]

@@ -1,0 +1,284 @@
+"""The fuzz loop, run as a child process under a memory cap (see test_fuzz.py).
+
+``python -m tests.reliability.fuzz_child WORKDIR SEED CASES`` mutates the valid files in WORKDIR (a split file
+with its images, a subset file, a run record, a cache) at random, feeds each mutant to the real readers the
+CLI uses, and prints one JSON line: the number of cases by outcome and every case that ended in anything but
+success or a UserError (another exception, a MemoryError, or a case still running after ``CASE_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import shutil
+import signal
+import sys
+import traceback
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable
+
+import h5py
+import numpy as np
+
+CASE_SECONDS = 10
+
+# values a hostile file might hold where a valid one holds something sensible
+ODD_JSON: list[Any] = [None, True, False, -1, 0, 1, 2, 3, 7, 2**31, 2**63, 10**30, -(10**30), 0.5, 0.9, -0.0,
+                       1e308, "", "x", "0", "../../etc/passwd", "/abs.png", "a\u0000b", "ü", [], {}, [[]], [0],
+                       [0, 0], {"train": []}, [["a.png", 0, "red fox"]]]
+ODD_ATTRS: list[Any] = [np.int64(-1), np.int64(0), np.int64(2**62), np.float64("nan"), np.float64("inf"),
+                        np.float64(1e30), np.float64(-5), "1", "", "x" * 10_000, b"\xff\xfe", np.array([1, 2]),
+                        np.array(["a", "b"], dtype=h5py.string_dtype()), np.float16(7)]
+
+
+class CaseTimeout(BaseException):
+    """A case ran past CASE_SECONDS (raised from SIGALRM): a hang."""
+
+
+def _alarm(signum, frame):
+    raise CaseTimeout()
+
+
+# -- JSON mutations ----------------------------------------------------------------------------------
+def _nodes(value: Any, path: tuple = ()) -> list[tuple]:
+    """Paths to the elements of a JSON value (bounded in width and depth, so huge values cost little)."""
+    out = [path]
+    if len(path) >= 12:
+        return out
+    if isinstance(value, dict):
+        for key in list(value)[:50]:
+            out += _nodes(value[key], path + (key,))
+    elif isinstance(value, list):
+        for index in range(min(len(value), 20)):
+            out += _nodes(value[index], path + (index,))
+    return out
+
+
+def _get(value: Any, path: tuple) -> Any:
+    for step in path:
+        value = value[step]
+    return value
+
+
+def _odd_value(rng: random.Random) -> Any:
+    kind = rng.random()
+    if kind < 0.75:
+        return copy.deepcopy(rng.choice(ODD_JSON))
+    if kind < 0.85:
+        return [rng.randint(-5, 40) for _ in range(rng.choice([1, 5, 10_000]))]
+    if kind < 0.93:
+        return "y" * rng.choice([300, 100_000])
+    nested: Any = 0
+    for _ in range(30):
+        nested = [nested]
+    return nested
+
+
+def mutate_json(value: Any, rng: random.Random) -> Any:
+    """1-3 random edits: replace, delete, duplicate or retype a node anywhere in the tree."""
+    value = copy.deepcopy(value)
+    for _ in range(rng.randint(1, 3)):
+        path = rng.choice(_nodes(value))
+        if not path:
+            value = _odd_value(rng) if rng.random() < 0.3 else value
+            continue
+        parent, key = _get(value, path[:-1]), path[-1]
+        op = rng.random()
+        if op < 0.55:
+            parent[key] = _odd_value(rng)
+        elif op < 0.7:
+            del parent[key]
+        elif op < 0.8 and isinstance(parent, list):
+            parent.insert(key, copy.deepcopy(parent[key]))
+        elif op < 0.9 and isinstance(parent[key], (int, float)) and not isinstance(parent[key], bool):
+            parent[key] = rng.choice([parent[key] + 0.5, float(parent[key]), -parent[key] - 1, str(parent[key])])
+        else:
+            parent[key] = [parent[key]] if rng.random() < 0.5 else {"v": parent[key]}
+    return value
+
+
+def write_mutant(path: Path, valid: Any, rng: random.Random) -> None:
+    """A mutated copy of ``valid`` at ``path``; sometimes as broken text rather than broken structure."""
+    if rng.random() < 0.15:  # a harmless edit (items reordered, one dropped): must still succeed
+        mutant = copy.deepcopy(valid)
+        lists = [key for key, value in mutant.items() if isinstance(value, list) and len(value) > 4]
+        if lists:
+            items = mutant[rng.choice(lists)]
+            rng.shuffle(items)
+            items.pop()
+        path.write_text(json.dumps(mutant))
+        return
+    text = json.dumps(mutate_json(valid, rng), allow_nan=True)
+    roll = rng.random()
+    if roll < 0.08:
+        text = text[: rng.randint(0, len(text))]
+    elif roll < 0.12:
+        text = text.replace("1", "1e999", 1) if "1" in text else "NaN"
+    elif roll < 0.15:
+        path.write_bytes(text.encode() + bytes(rng.randrange(256) for _ in range(20)))
+        return
+    elif roll < 0.18:  # nesting far deeper than the recursion limit, inside the valid document
+        depth = rng.choice([2000, 200_000])
+        text = text.replace("[", "[" * depth + "0" + "]" * depth + ", ", 1) if "[" in text else "[" * depth
+    path.write_text(text)
+
+
+# -- targets -----------------------------------------------------------------------------------------
+def _all(*calls: Callable[[], object]) -> None:
+    """Run every call; any exception but a UserError propagates at once; then the first UserError is raised."""
+    from cache.errors import UserError
+
+    first: UserError | None = None
+    for call in calls:
+        try:
+            call()
+        except UserError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def split_case(work: Path, rng: random.Random, case: Path) -> None:
+    from stages.extract.datasets import open_dataset
+    from stages.shared.sampling import read_split_labels
+
+    valid = json.loads((work / "split.json").read_text())
+    path = case / "split.json"
+    write_mutant(path, valid, rng)
+    _all(lambda: read_split_labels(path),  # pipeline subsets --split-file
+         lambda: open_dataset("folder", work / "images", split_file=path).validate())  # pipeline extract
+
+
+def subset_case(work: Path, rng: random.Random, case: Path) -> None:
+    from stages.shared.sampling import read_subset
+
+    valid = json.loads((work / "shots2_seed1.json").read_text())
+    path = case / "shots2_seed1.json"
+    write_mutant(path, valid, rng)
+    read_subset(path, 12, 3)
+
+
+def record_case(work: Path, rng: random.Random, case: Path) -> None:
+    from stages.shared.record import read_record  # what pipeline predict --run reads
+    from stages.fit.run import _existing
+    from stages.report.build import build_report
+
+    valid_path = next((work / "runs").rglob("shots*_seed*.json"))
+    valid = json.loads(valid_path.read_text())
+    folder = case / "runs" / valid_path.relative_to(work / "runs").parent
+    folder.mkdir(parents=True)
+    path = folder / valid_path.name
+    write_mutant(path, valid, rng)
+    shutil.copy(valid_path.with_suffix(".npz"), path.with_suffix(".npz"))
+    if rng.random() < 0.5:  # a second, valid record beside it, so the report has something to build
+        second = folder / "shots1_seed2.json"
+        second.write_text(json.dumps({**valid, "seed": 2}))
+    assert isinstance(_existing(path, valid["cache"]["key"], "coop"), bool)  # pipeline fit: reuse or refit
+    _all(lambda: read_record(path),  # pipeline predict --run
+         lambda: build_report(case / "runs", case / "report", plots=False, progress=lambda _: None))
+
+
+def _mutate_cache(f: h5py.File, rng: random.Random) -> None:
+    names: list[str] = []
+    f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    for _ in range(rng.randint(1, 3)):
+        roll = rng.random()
+        if roll < 0.5:  # a root attribute
+            attr = rng.choice(list(f.attrs) + ["logit_scale", "key", "schema_version", "format"])
+            if rng.random() < 0.2 and attr in f.attrs:
+                del f.attrs[attr]
+            else:
+                f.attrs[attr] = rng.choice(ODD_ATTRS)
+        elif roll < 0.7:  # a dataset attribute (block_rows, lead_axes, ...)
+            target = f[rng.choice(names)]
+            attr = rng.choice(list(target.attrs) or ["block_rows"])
+            target.attrs[attr] = rng.choice(ODD_ATTRS)
+        else:  # the values of a small integer array: labels, positions, bad flags, done masks
+            small = [n for n in names if f[n].dtype.kind in "iu" and f[n].ndim == 1]
+            target = f[rng.choice(small)]
+            values = target[()]
+            if len(values):
+                info = np.iinfo(target.dtype)
+                odd = rng.choice([-1, 0, 1, len(values), 2**31 - 1, 255])
+                values[rng.randrange(len(values))] = min(max(odd, info.min), info.max)
+                target[...] = values
+
+
+def cache_case(work: Path, rng: random.Random, case: Path) -> None:
+    from click.testing import CliRunner
+
+    from cache import CacheWriter, FeatureCache
+    from cache.errors import UserError
+    from pipeline.commands.info import info
+
+    path = case / "c.h5"
+    shutil.copy(work / "c.h5", path)
+    with h5py.File(path, "r+") as f:
+        key_fields = {k[4:]: str(v) for k, v in f.attrs.items() if k.startswith("key.")}
+        _mutate_cache(f, rng)
+    result = CliRunner().invoke(info, [str(path)])
+    if result.exception is not None and not isinstance(result.exception, (UserError, SystemExit)):
+        raise result.exception
+
+    def read() -> None:  # what fit and predict read
+        cache = FeatureCache(path)
+        cache.describe()
+        cache.logit_scale
+        cache.parent_class_ids
+        for split in cache.splits:
+            cache.split_labels(split)
+            cache.features(split)
+            cache.skipped_paths(split)
+        for template_set in cache.template_sets:
+            cache.text_features(template_set)
+
+    def extend() -> None:  # pipeline extract reopening it to extend it (copy, check arrays, resume blocks)
+        with CacheWriter(path, key_fields) as writer:
+            for name in ("image/train/features", "text/coop/features"):
+                if name in writer:
+                    found = writer.file[name]
+                    writer.array(name, found.shape, found.dtype, block_rows=4).missing()
+
+    _all(read, extend)
+
+
+TARGETS: dict[str, Callable[[Path, random.Random, Path], None]] = {
+    "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case}
+
+
+def main(work: Path, seed: int, cases: int) -> dict:
+    from cache.errors import UserError
+
+    signal.signal(signal.SIGALRM, _alarm)
+    outcomes: Counter = Counter()
+    failures: list[dict] = []
+    names = list(TARGETS)
+    for index in range(cases):
+        target = names[index % len(names)]
+        rng = random.Random(f"{seed}-{index}")
+        case = work / "cases" / f"{index:04d}"
+        case.mkdir(parents=True)
+        signal.alarm(CASE_SECONDS)
+        try:
+            TARGETS[target](work, rng, case)
+            outcomes[f"{target}: ok"] += 1
+        except UserError as exc:
+            message = str(exc)
+            if "\n" in message or not message:
+                failures.append({"case": index, "target": target, "error": "UserError not on one line: " + message})
+            outcomes[f"{target}: user error"] += 1
+        except CaseTimeout:
+            failures.append({"case": index, "target": target, "error": f"still running after {CASE_SECONDS} s"})
+        except BaseException as exc:  # noqa: BLE001 - every other outcome is the finding
+            failures.append({"case": index, "target": target, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                             "where": traceback.format_exc(limit=-3)[-1200:]})
+        finally:
+            signal.alarm(0)
+        shutil.rmtree(case, ignore_errors=True)
+    return {"outcomes": dict(sorted(outcomes.items())), "failures": failures}
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
