@@ -59,14 +59,18 @@ def open_cache(cache_file: Path | None, cache_dir: Path, dataset: str, model: st
 @click.option("--eval-on", "eval_on", callback=name_list,
               help="Also score on these datasets' caches (same model), e.g. imagenet_v2,imagenet_sketch,imagenet_a,imagenet_r.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device for training (cpu, cuda).")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Worker processes fitting (shots, seed) units side by side, one torch thread each "
+                   "(default: the usable CPU cores with --device cpu, else 1; 1 = in this process).")
 @click.option("--force", is_flag=True, help="Refit and overwrite existing records.")
 def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seeds, methods, template_set, train_views,
-        ablations, subsets_dir, eval_on, device, force) -> None:
+        ablations, subsets_dir, eval_on, device, jobs, force) -> None:
     """Fit CMM and baselines on cached features for every shots x seed; one JSON record per fit.
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
     read only for the final score. Existing records are skipped unless --force.
     """
+    from stages.fit.parallel import usable_cores
     from stages.fit.run import fit_runs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -80,5 +84,6 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
                        template_set=template_set, train_views=train_views,
                        ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, device=device, progress=click.echo)
+                       eval_sources=eval_sources, force=force, device=device,
+                       jobs=jobs or (usable_cores() if device == "cpu" else 1), progress=click.echo)
     click.echo(f"{len(written)} run record(s) under {runs_dir}")

@@ -8,7 +8,6 @@ class name checked against a whitelist on load. Extra top-level arrays (the gap 
 from __future__ import annotations
 
 import json
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from stages.errors import FitError
+from stages.fit.atomic import atomic_open
 
 META = "__meta__"
 FORMAT = "cmm-fitted/1"
@@ -60,12 +60,8 @@ def save_fitted(estimator, path: Path, *, method: str, classes: list[str],
     arrays.update(extra or {})
     arrays[META] = np.array(json.dumps(meta))
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
+    with atomic_open(path) as handle:  # a temporary name unique to this process: safe under fit --jobs N
         np.savez_compressed(handle, **arrays)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
     return path
 
 
