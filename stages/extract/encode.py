@@ -51,16 +51,21 @@ class _Images(Dataset):
     """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
 
     def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
-                 transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0) -> None:
+                 transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0,
+                 draft: int | None = None) -> None:
         self.reader, self.relpaths, self.positions = reader, list(relpaths), positions
         self.transform, self.image_size, self.aug_seed, self.view = transform, image_size, aug_seed, view
+        self.draft = draft  # reduced-scale JPEG decoding (extract --fast-decode); None: exact
 
     def __len__(self) -> int:
         return len(self.relpaths)
 
     def __getitem__(self, row: int) -> tuple[torch.Tensor, str]:
         try:
-            image = self.reader.load_image(self.relpaths[row])
+            if self.draft:
+                image = self.reader.load_image(self.relpaths[row], draft=self.draft)
+            else:
+                image = self.reader.load_image(self.relpaths[row])
         except BadImageError as exc:
             return torch.zeros(3, self.image_size, self.image_size), str(exc)
         transform = self.transform
