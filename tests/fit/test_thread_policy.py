@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -57,3 +58,23 @@ def test_busy_cores_get_one_thread():
 def test_other_devices_keep_the_configured_threads():
     torch.set_num_threads(2)
     assert threads_for(1.0, "cuda") == 2
+
+
+def test_a_large_cmm_fit_gives_the_same_bits_on_one_and_on_two_threads(monkeypatch):
+    """Why ``fit --jobs N`` (one thread per worker) writes the records of ``--jobs 1`` (several threads)."""
+    from stages.fit.cmm import CMMClassifier
+    from stages.fit.synthetic import make_clip_like
+
+    source = make_clip_like(n_classes=100, dim=512, train_per_class=16, val_per_class=4, test_per_class=2, seed=0)
+    (X, y), (Xv, yv), (Xt, _) = source.image["train"], source.image["val"], source.image["test"]
+    monkeypatch.setattr(common, "free_cores", lambda: 2.0)  # as on an idle machine, whatever the load now
+    logits, used = [], []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        estimator = CMMClassifier(source.text["coop"], source.logit_scale, steps=24, grid={"lr": [1e-3]},
+                                  random_state=1)
+        used.append(threads_for(20 * 256 * 512 * (512 + 100), "cpu"))  # what CMM asks for at this size
+        estimator.fit(X, y, Xv, yv)
+        logits.append(estimator.decision_function(Xt))
+    assert used == [1, min(2, usable_cores())]
+    np.testing.assert_array_equal(logits[0], logits[1])
