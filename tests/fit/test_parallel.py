@@ -118,3 +118,20 @@ def test_jobs_below_one_are_refused(tmp_path):
     with pytest.raises(FitError, match="jobs must be at least 1"):
         fit_runs(sweep_child.source(), runs_dir=tmp_path, jobs=0, progress=lambda _: None, methods=["zero_shot"],
                  shots=[1], seeds=[1])
+
+
+def test_an_error_in_a_worker_reaches_the_caller_as_the_same_one_line_error(tmp_path):
+    from stages.errors import FitError
+
+    with pytest.raises(FitError, match="augmented views"):
+        fit_runs(sweep_child.source(), runs_dir=tmp_path, jobs=2, train_views="aug", progress=lambda _: None,
+                 methods=["zero_shot"], shots=[1, 2], seeds=[1])
+
+
+def test_cli_refuses_jobs_below_one(tmp_path):
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, ["fit", "--cache", str(tmp_path / "none.h5"), "--jobs", "0"])
+    assert result.exit_code == 2 and "--jobs" in result.output
