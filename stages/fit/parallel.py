@@ -66,12 +66,20 @@ def _start_worker(context: Any) -> None:
     global _CONTEXT
     _CONTEXT = context
     _die_with_parent()
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # libraries loaded from now on
+        os.environ[name] = "1"
     import torch
 
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
     except RuntimeError:  # already set, or inter-op work already started: harmless
+        pass
+    try:  # numpy's BLAS (scoring, gap measures) was loaded before: limit its pool too
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
         pass
 
 
