@@ -7,6 +7,9 @@ import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -72,3 +75,24 @@ def table(rows: list[tuple[str, object]]) -> str:
     """A two-column text table."""
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+COMPETITOR = "while True:\n    pass\n"
+CONDITIONS = ("quiet", "loaded")
+
+
+@contextmanager
+def condition(name: str) -> Iterator[None]:
+    """``quiet``: nothing added; ``loaded``: one competing CPU-bound process (a busy loop) that is started
+    before the block and killed after it, as a user's other job on a laptop or shared server would be."""
+    if name not in CONDITIONS:
+        raise SystemExit(f"unknown condition {name!r}; choose from {', '.join(CONDITIONS)}")
+    hog = subprocess.Popen([sys.executable, "-c", COMPETITOR]) if name == "loaded" else None
+    try:
+        if hog is not None:
+            time.sleep(0.5)  # let it reach full speed
+        yield
+    finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()

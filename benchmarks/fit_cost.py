@@ -1,30 +1,49 @@
-"""Fit cost of CMM and the baselines on the same cached-like features, each including its val search.
+"""Fit cost of CMM and the baselines on the same cached-like features, each including its val search,
+on a quiet machine and beside one competing CPU-bound process, in one process or in ``--jobs`` workers.
 
-    .venv/bin/python benchmarks/fit_cost.py                       # 10, 100, 1000 classes x 16 shots, D = 512
-    .venv/bin/python benchmarks/fit_cost.py --classes 100 --methods cmm,zero_shot
+    .venv/bin/python benchmarks/fit_cost.py                                  # 10, 100, 1000 classes; quiet and loaded; jobs 1 and 2
+    .venv/bin/python benchmarks/fit_cost.py --classes 10,100 --jobs 1,2 --conditions quiet,loaded
+    .venv/bin/python benchmarks/fit_cost.py --classes 100 --methods cmm --conditions quiet --warm-up   # the old figure
 
 Features come from ``make_clip_like`` (real CLIP caches cost the same: only shapes matter); the val split has
-min(16, 4) = 4 shots per class as in CoOp. Writes benchmarks/results/fit_cost.json.
+min(16, 4) = 4 shots per class as in CoOp. Each (condition, jobs) cell runs in a FRESH process, as a user's
+``pipeline fit`` does, so the first fit pays its imports (torch._dynamo on the first optimiser step) unless
+``--warm-up``. ``loaded`` starts one busy-loop process before the cell and kills it after (benchmarks/common.py).
+``--jobs 1`` fits in the cell's own process under the thread policy (stages/fit/baselines/common.py);
+``--jobs N`` sends the fits to N worker processes of one torch thread each (stages/fit/parallel.py), as
+``pipeline fit --jobs N`` does. The cell's wall time is what a user waits for all its fits.
+Writes benchmarks/results/fit_cost.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import machine  # benchmarks/common.py
-from stages.fit.methods import make_estimator
-from stages.fit.synthetic import make_clip_like
+from common import condition, machine  # benchmarks/common.py
 
 RESULTS = Path(__file__).parent / "results" / "fit_cost.json"
 
 
-def time_fit(method: str, source, shots: int) -> tuple[float, float]:
-    """(seconds of fit including the val search, test top-1) for one method."""
+def sources(classes: list[int], shots: int, dim: int) -> dict:
+    from stages.fit.synthetic import make_clip_like
+
+    return {n: make_clip_like(n_classes=n, dim=dim, train_per_class=shots, val_per_class=min(shots, 4),
+                              test_per_class=5, seed=0) for n in classes}
+
+
+def time_fit(data: dict, unit: tuple[int, str]) -> dict:
+    """Seconds of one fit including its val search, and its test top-1 (a unit for stages.fit.parallel)."""
+    from stages.fit.methods import make_estimator
+
+    n_classes, method = unit
+    source = data[n_classes]
     X, y = source.image["train"]
     Xv, yv = source.image["val"]
     Xt, yt = source.image["test"]
@@ -32,7 +51,33 @@ def time_fit(method: str, source, shots: int) -> tuple[float, float]:
     started = time.perf_counter()
     estimator.fit(X, y, Xv, yv)
     seconds = time.perf_counter() - started
-    return seconds, float(estimator.score(Xt, yt) * 100)
+    return {"classes": n_classes, "method": method, "seconds": round(seconds, 3),
+            "test_top1_synthetic": round(float(estimator.score(Xt, yt) * 100), 2)}
+
+
+def cell(args: argparse.Namespace, jobs: int) -> dict:
+    """All the fits of one cell in this process (jobs 1) or in ``jobs`` workers; per-fit rows and wall time."""
+    import stages.fit.cmm  # noqa: F401 - torch and the methods imported before the clock, in every cell
+    from stages.fit.methods import make_estimator
+
+    started = time.perf_counter()
+    data = sources(args.classes, args.shots, args.dim)
+    units = [(n, m) for n in args.classes for m in args.methods]
+    if args.warm_up:  # imports and allocator, as the figures before issue 14 were taken
+        s = data[args.classes[0]]
+        make_estimator("cmm", s.text["coop"], 100.0, random_state=1).fit(s.image["train"][0][:8],
+                                                                           s.image["train"][1][:8])
+    fits_started = time.perf_counter()
+    if jobs == 1:
+        rows = [time_fit(data, unit) for unit in units]
+    else:
+        from stages.fit.parallel import run_units
+
+        rows = [None] * len(units)
+        for index, row in run_units(time_fit, data, units, jobs):
+            rows[index] = row
+    return {"rows": rows, "wall_fits": round(time.perf_counter() - fits_started, 2),
+            "wall_with_setup": round(time.perf_counter() - started, 2)}
 
 
 def main() -> None:
@@ -41,29 +86,53 @@ def main() -> None:
     parser.add_argument("--methods", default="cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f")
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")
+    parser.add_argument("--conditions", default="quiet,loaded", help="quiet and/or loaded (one competing process)")
+    parser.add_argument("--warm-up", action="store_true", help="one small CMM fit before timing (hides imports)")
+    parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
     args = parser.parse_args()
-    methods = args.methods.split(",")
-    rows = []
-    for n_classes in (int(c) for c in args.classes.split(",")):
-        source = make_clip_like(n_classes=n_classes, dim=args.dim, train_per_class=args.shots,
-                                val_per_class=min(args.shots, 4), test_per_class=5, seed=0)
-        make_estimator("cmm", source.text["coop"], 100.0, random_state=1).fit(  # warm-up: imports, allocator
-            source.image["train"][0][:8], source.image["train"][1][:8])
-        for method in methods:
-            seconds, top1 = time_fit(method, source, args.shots)
-            rows.append({"classes": n_classes, "shots": args.shots, "dim": args.dim, "method": method,
-                         "seconds": round(seconds, 3), "test_top1_synthetic": round(top1, 2)})
-            print(f"{n_classes:5d} classes  {method:14s} {seconds:8.2f} s", flush=True)
-    cmm = {r["classes"]: r["seconds"] for r in rows if r["method"] == "cmm"}
-    for r in rows:
-        if r["classes"] in cmm:
-            r["ratio_to_cmm"] = round(r["seconds"] / cmm[r["classes"]], 2)
-    print("\n| classes | method | seconds | x CMM |\n|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['classes']} | {r['method']} | {r['seconds']:.2f} | {r.get('ratio_to_cmm', float('nan')):.1f} |")
+    args.classes = [int(c) for c in args.classes.split(",")]
+    args.methods = args.methods.split(",")
+    if args.cell:
+        print(json.dumps(cell(args, int(args.cell))))
+        return
+    cells = []
+    for name in args.conditions.split(","):
+        for jobs in (int(j) for j in args.jobs.split(",")):
+            with condition(name):
+                command = [sys.executable, __file__, "--cell", str(jobs), *_passed(args)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            cells.append({"condition": name, "jobs": jobs, **result})
+            print(f"{name:6s} jobs {jobs}: {result['wall_fits']:7.2f} s for {len(result['rows'])} fits "
+                  f"({result['wall_with_setup']:.2f} s with data set-up)", flush=True)
+            for row in result["rows"]:
+                print(f"    {row['classes']:5d} classes  {row['method']:14s} {row['seconds']:8.2f} s", flush=True)
+    ratios = _ratios(cells)
+    print("\n| jobs | quiet s | loaded s | loaded / quiet |\n|---:|---:|---:|---:|")
+    for jobs, r in ratios.items():
+        print(f"| {jobs} | {r['quiet']:.2f} | {r['loaded']:.2f} | {r['ratio']:.2f} |")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    RESULTS.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "cells": cells,
+                                   "loaded_over_quiet": ratios}, indent=2))
     print(f"\nwrote {RESULTS}")
+
+
+def _passed(args: argparse.Namespace) -> list[str]:
+    out = ["--classes", ",".join(map(str, args.classes)), "--methods", ",".join(args.methods),
+           "--shots", str(args.shots), "--dim", str(args.dim)]
+    return out + (["--warm-up"] if args.warm_up else [])
+
+
+def _ratios(cells: list[dict]) -> dict:
+    """Per jobs: wall seconds of the fits quiet and loaded, and their ratio (what a user feels)."""
+    out = {}
+    for jobs in sorted({c["jobs"] for c in cells}):
+        walls = {c["condition"]: c["wall_fits"] for c in cells if c["jobs"] == jobs}
+        if {"quiet", "loaded"} <= set(walls):
+            out[jobs] = {"quiet": walls["quiet"], "loaded": walls["loaded"],
+                         "ratio": round(walls["loaded"] / walls["quiet"], 2)}
+    return out
 
 
 if __name__ == "__main__":

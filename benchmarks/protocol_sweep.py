@@ -1,58 +1,101 @@
-"""The whole few-shot protocol from cache: 11 dataset-sized feature sets x shots 1-16 x seeds 1-3 x CMM.
+"""The whole few-shot protocol from cache: 11 dataset-sized feature sets x shots 1-16 x seeds 1-3 x methods,
+quiet and beside one competing CPU-bound process, with ``pipeline fit --jobs 1`` and ``--jobs 2``.
 
-    .venv/bin/python benchmarks/protocol_sweep.py            # everything, as pipeline fit runs it
-    .venv/bin/python benchmarks/protocol_sweep.py --datasets dtd,eurosat --shots 16
+    .venv/bin/python benchmarks/protocol_sweep.py                        # everything: CMM, zero-shot, Tip-Adapter
+    .venv/bin/python benchmarks/protocol_sweep.py --methods cmm,gda,zero_shot,tip_adapter   # where gda exists
+    .venv/bin/python benchmarks/protocol_sweep.py --datasets dtd,eurosat --shots 16 --conditions quiet --jobs 2
 
 Each set has the class count and test size of the real benchmark (protocol.md) and D = 512 features from
-``make_clip_like``; ``fit_runs`` does exactly what ``pipeline fit --method cmm`` does (sampling, val search,
-test scoring, gap measures, records). Writes benchmarks/results/protocol_sweep.json.
+``make_clip_like``; ``fit_runs`` does exactly what ``pipeline fit --method ... --jobs N`` does (sampling, val
+search, test scoring, gap measures, records). Each (condition, jobs) cell runs in a fresh process; ``loaded``
+starts one busy-loop process before the cell and kills it after (benchmarks/common.py).
+Writes benchmarks/results/protocol_sweep.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import machine  # benchmarks/common.py
-from stages.fit.run import fit_runs
-from stages.fit.synthetic import make_clip_like
+from common import condition, machine  # benchmarks/common.py
 
 # (classes, test images) of the 11 benchmarks
 SIZES = {"caltech101": (100, 2465), "dtd": (47, 1692), "eurosat": (10, 8100), "fgvc_aircraft": (100, 3333),
          "food101": (101, 30300), "imagenet": (1000, 50000), "oxford_flowers": (102, 2463),
          "oxford_pets": (37, 3669), "stanford_cars": (196, 8041), "sun397": (397, 19850), "ucf101": (101, 3783)}
+DEFAULT_METHODS = "cmm,zero_shot,tip_adapter"
 RESULTS = Path(__file__).parent / "results" / "protocol_sweep.json"
+
+
+def cell(args: argparse.Namespace, jobs: int) -> dict:
+    """The sweep in this process (jobs 1) or in ``jobs`` workers; seconds per dataset and in all."""
+    from stages.fit.run import fit_runs
+    from stages.fit.synthetic import make_clip_like
+
+    rows, total = [], 0.0
+    with tempfile.TemporaryDirectory() as runs_dir:
+        for name in args.datasets:
+            classes, test = SIZES[name]
+            source = make_clip_like(n_classes=classes, dim=512, train_per_class=max(args.shots), val_per_class=4,
+                                    test_per_class=max(1, test // classes), seed=0, dataset=name)
+            started = time.perf_counter()
+            fit_runs(source, methods=args.methods, shots=args.shots, seeds=args.seeds, runs_dir=Path(runs_dir),
+                     jobs=jobs, progress=lambda _: None)
+            seconds = time.perf_counter() - started
+            total += seconds
+            rows.append({"dataset": name, "classes": classes,
+                         "fits": len(args.shots) * len(args.seeds) * len(args.methods), "seconds": round(seconds, 1)})
+            print(f"{name:15s} {classes:5d} classes  {rows[-1]['fits']} fits  {seconds:7.1f} s", file=sys.stderr,
+                  flush=True)
+    return {"rows": rows, "total_minutes": round(total / 60, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(SIZES))
+    parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated methods of pipeline fit")
     parser.add_argument("--shots", default="1,2,4,8,16")
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")
+    parser.add_argument("--conditions", default="quiet,loaded", help="quiet and/or loaded (one competing process)")
+    parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
     args = parser.parse_args()
-    shots = [int(s) for s in args.shots.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    rows, total = [], 0.0
-    with tempfile.TemporaryDirectory() as runs_dir:
-        for name in args.datasets.split(","):
-            classes, test = SIZES[name]
-            source = make_clip_like(n_classes=classes, dim=512, train_per_class=max(shots), val_per_class=4,
-                                    test_per_class=max(1, test // classes), seed=0, dataset=name)
-            started = time.perf_counter()
-            fit_runs(source, methods=["cmm"], shots=shots, seeds=seeds, runs_dir=Path(runs_dir),
-                     progress=lambda _: None)
-            seconds = time.perf_counter() - started
-            total += seconds
-            rows.append({"dataset": name, "classes": classes, "runs": len(shots) * len(seeds),
-                         "seconds": round(seconds, 1)})
-            print(f"{name:15s} {classes:5d} classes  {len(shots) * len(seeds)} runs  {seconds:7.1f} s", flush=True)
-    print(f"\ntotal: {total / 60:.1f} min for {sum(r['runs'] for r in rows)} CMM fits")
+    passed = ["--datasets", args.datasets, "--methods", args.methods, "--shots", args.shots, "--seeds", args.seeds]
+    args.datasets, args.methods = args.datasets.split(","), args.methods.split(",")
+    args.shots, args.seeds = [int(s) for s in args.shots.split(",")], [int(s) for s in args.seeds.split(",")]
+    if args.cell:
+        print(json.dumps(cell(args, int(args.cell))))
+        return
+    cells = []
+    for name in args.conditions.split(","):
+        for jobs in (int(j) for j in args.jobs.split(",")):
+            print(f"-- {name}, jobs {jobs}", flush=True)
+            with condition(name):
+                done = subprocess.run([sys.executable, __file__, "--cell", str(jobs), *passed], stdout=subprocess.PIPE,
+                                      text=True, check=True)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            cells.append({"condition": name, "jobs": jobs, **result})
+            fits = sum(r["fits"] for r in result["rows"])
+            print(f"   {name} jobs {jobs}: {result['total_minutes']:.2f} min for {fits} fits "
+                  f"({', '.join(args.methods)})", flush=True)
+    ratios = {}
+    for jobs in sorted({c["jobs"] for c in cells}):
+        minutes = {c["condition"]: c["total_minutes"] for c in cells if c["jobs"] == jobs}
+        if {"quiet", "loaded"} <= set(minutes):
+            ratios[jobs] = {**minutes, "ratio": round(minutes["loaded"] / minutes["quiet"], 2)}
+    print("\n| condition | jobs | minutes |\n|---|---:|---:|")
+    for c in cells:
+        print(f"| {c['condition']} | {c['jobs']} | {c['total_minutes']:.2f} |")
+    for jobs, r in ratios.items():
+        print(f"jobs {jobs}: loaded / quiet = {r['ratio']:.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "rows": rows, "total_minutes": round(total / 60, 2)},
-                                  indent=2))
+    RESULTS.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "methods": args.methods,
+                                   "cells": cells, "loaded_over_quiet": ratios}, indent=2))
     print(f"wrote {RESULTS}")
 
 

@@ -67,13 +67,16 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable images (recorded in the cache) instead of stopping.")
 @click.option("--wait", default=0.0, show_default=True, type=float,
               help="Seconds to wait for another writer of the same cache file.")
+@click.option("--fast-decode", is_flag=True,
+              help="Decode large JPEGs at reduced scale (1/2-1/8, both sides >= the model's input): faster, "
+                   "features slightly different from open_clip's exact preprocessing (see BENCHMARKS.md).")
 @click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
 @click.option("--download", "fetch_dataset", is_flag=True,
               help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
                    "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
 def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
-            skip_bad, wait, force, fetch_dataset) -> None:
+            skip_bad, wait, fast_decode, force, fetch_dataset) -> None:
     """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
 
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
@@ -101,7 +104,7 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
         splits=splits, template_sets=template_sets, aug_views=aug_views, aug_seed=aug_seed,
         train_subset=(subset_shots, subset_seeds) if subset_shots else None, batch_size=batch_size,
         workers=workers, precision=precision, device=device, store_dtype=store_dtype, weights_tag=weights_tag,
-        skip_bad=skip_bad, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
+        skip_bad=skip_bad, fast_decode=fast_decode, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
     )
     run_extract(request, progress=click.echo)
 

@@ -36,9 +36,12 @@ DEFAULT_METHODS = ",".join(DEFAULT)
               help="Also score on these datasets' caches (same model), e.g. imagenet_v2,imagenet_sketch,imagenet_a,imagenet_r.")
 @click.option("--device", default="cpu", show_default=True, callback=torch_device,
               help="Torch device for training (cpu, cuda, cuda:1).")
+@click.option("--jobs", type=click.IntRange(min=1),
+              help="Worker processes fitting (shots, seed) units side by side, one torch thread each "
+                   "(default: the usable CPU cores with --device cpu, else 1; 1 = in this process).")
 @click.option("--force", is_flag=True, help="Refit and overwrite existing records.")
 def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seeds, methods, template_set, train_views,
-        ablations, subsets_dir, eval_on, device, force) -> None:
+        ablations, subsets_dir, eval_on, device, jobs, force) -> None:
     """Fit CMM and baselines on cached features for every shots x seed; one JSON record per fit.
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
@@ -52,6 +55,7 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     """
     from pipeline.failures import check_device, check_writable_dir
     from pipeline.output import progress_echo
+    from stages.fit.parallel import usable_cores
     from stages.fit.run import fit_runs
 
     unknown = [m for m in methods if m not in METHODS]
@@ -67,5 +71,6 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
                        template_set=template_set, train_views=train_views,
                        ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, device=device, progress=progress_echo(),
+                       eval_sources=eval_sources, force=force, device=device,
+                       jobs=jobs or (usable_cores() if device == "cpu" else 1), progress=progress_echo(),
                        summary=click.echo)

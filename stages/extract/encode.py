@@ -12,7 +12,7 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -51,16 +51,21 @@ class ImageSet(Dataset):
     """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
 
     def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
-                 transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0) -> None:
+                 transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0,
+                 draft: int | None = None) -> None:
         self.reader, self.relpaths, self.positions = reader, list(relpaths), positions
         self.transform, self.image_size, self.aug_seed, self.view = transform, image_size, aug_seed, view
+        self.draft = draft  # reduced-scale JPEG decoding (extract --fast-decode); None: exact
 
     def __len__(self) -> int:
         return len(self.relpaths)
 
     def __getitem__(self, row: int) -> tuple[torch.Tensor, str]:
         try:
-            image = self.reader.load_image(self.relpaths[row])
+            if self.draft:
+                image = self.reader.load_image(self.relpaths[row], draft=self.draft)
+            else:
+                image = self.reader.load_image(self.relpaths[row])
         except BadImageError as exc:
             return torch.zeros(3, self.image_size, self.image_size), str(exc)
         transform = self.transform
@@ -165,13 +170,36 @@ def encode_texts(
     array: BlockArray,
     runtime: Runtime,
 ) -> None:
-    """Encode the (C x L) prompts into ``array`` (C, L, D), one block of classes at a time."""
-    for (block,) in array.missing():
-        rows = array.rows(block)
-        flat = [p for per_class in prompts[rows] for p in per_class]
-        tokens = tokenizer(flat)
-        features = _forward(model.encode_text, tokens, runtime)
-        array.write((block,), features.reshape(rows.stop - rows.start, len(prompts[0]), -1))
+    """Encode the (C x L) prompts into ``array`` (C, L, D), one block of classes at a time.
+
+    On CPU the text pass runs on ``TEXT_THREADS`` torch threads whatever the process is set to, so that one
+    process and every ``torchrun`` layout (whose ranks run with ``OMP_NUM_THREADS=1``) write the same bits:
+    the text encoder's products are summed in a thread-dependent order (up to 5e-7 apart otherwise).
+    """
+    with fixed_threads(TEXT_THREADS if runtime.device.type == "cpu" else None):
+        for (block,) in array.missing():
+            rows = array.rows(block)
+            flat = [p for per_class in prompts[rows] for p in per_class]
+            tokens = tokenizer(flat)
+            features = _forward(model.encode_text, tokens, runtime)
+            array.write((block,), features.reshape(rows.stop - rows.start, len(prompts[0]), -1))
+
+
+#: torch threads of the CPU text pass (see ``encode_texts``); prompts are few next to images, so one is enough.
+TEXT_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None) -> Iterator[None]:
+    """Run the block on ``threads`` torch intra-op threads (None: unchanged), restoring the setting after."""
+    before = torch.get_num_threads()
+    if threads is not None and threads != before:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _forward(encode: Callable, batch: torch.Tensor, runtime: Runtime) -> np.ndarray:

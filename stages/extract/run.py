@@ -58,6 +58,7 @@ class ExtractRequest:
     store_dtype: str = "float32"
     weights_tag: str | None = None
     skip_bad: bool = False
+    fast_decode: bool = False  # JPEGs decoded at reduced scale (features differ slightly; keyed in the cache)
     force: bool = False
     wait: float | None = 0.0
     dataset_options: dict = field(default_factory=dict)
@@ -89,6 +90,8 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     key = dict(loaded.key_fields, dataset=request.dataset, listing=reader.fingerprint(),
                precision=runtime.precision if runtime.precision != "auto" else "fp32",
                store_dtype=request.store_dtype)
+    if request.fast_decode:  # other pixels, other features: never mixed with an exactly decoded cache
+        key["decode"] = "jpeg-draft"
     path = request.target()
     _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
@@ -308,7 +311,8 @@ def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: R
         relpaths = [str(p) for p in writer.file[image(split, "paths")].asstr()[()][positions]]
         transform = loaded.preprocess if view is None else aug
         images = ImageSet(reader, relpaths, positions, transform, loaded.image_size,
-                         aug_seed=None if view is None else request.aug_seed, view=view or 0)
+                         aug_seed=None if view is None else request.aug_seed, view=view or 0,
+                         draft=loaded.image_size if request.fast_decode and view is None else None)
         jobs.append(ImageJob(images, array, lead, bad))
     return encode_jobs(loaded.model, jobs, runtime, progress=meter)  # one DataLoader for every split and view
 

@@ -29,6 +29,7 @@ from stages.fit.source import FeatureSource
 from stages.shared.naming import migration_hint
 from stages.shared.record import (PARAMS_SUFFIX, TRAIN_VIEWS, RunRecord, older_run_folders, read_record,
                                   record_path, record_text, run_folder, write_record)
+from stages.shared.safe_io import remove_stale_temps
 from stages.shared.sampling import coop_sample, read_subset, subset_name
 
 
@@ -163,19 +164,65 @@ def _existing(path: Path, key: str, origin: str = "coop") -> bool:
             and path.with_suffix(PARAMS_SUFFIX).is_file())
 
 
+@dataclass
+class Sweep:
+    """What every (shots, seed) unit of a sweep shares; picklable, so that ``--jobs N`` workers get it once."""
+
+    source: FeatureSource
+    runs_dir: Path
+    info: dict
+    text: np.ndarray
+    classes: list[str]
+    template_set: str
+    train_views: str
+    ablation: dict[str, bool] | None
+    subsets_dir: Path | None
+    device: str
+    force: bool
+    skipped: dict[str, list[str]]
+    versions: dict[str, str]
+    test: LazyTestSplit
+    shifts: dict[str, LazyTestSplit]
+
+
+@dataclass(frozen=True)
+class PlannedFit:
+    """One (method, shots, seed) fit to do, where its record goes and the subset source it is made from."""
+
+    method: str
+    label: str
+    shots: int
+    seed: int
+    path: Path
+    origin: str
+
+
+@dataclass
+class UnitResult:
+    """What a (shots, seed) unit did: its notices, then one (fit, message, written) per run it finished."""
+
+    notices: list[str]
+    fits: list[tuple[PlannedFit, str, bool]]
+
+
 def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
              runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
              ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
              eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
-             device: str = "cpu", progress: Callable[[str], None] = print,
+             device: str = "cpu", jobs: int = 1, progress: Callable[[str], None] = print,
              summary: Callable[[str], None] | None = None) -> list[Path]:
     """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
 
-    ``progress`` gets one line per fit; ``summary`` (default: ``progress``) one closing line counting the records
-    that existed (skipped) and those fitted.
+    ``jobs`` > 1 fits the (shots, seed) units in that many worker processes (stages/fit/parallel.py), with the
+    same records as ``jobs=1``. Every record is written atomically as soon as its fit ends, so an interrupted
+    sweep keeps what it finished and a rerun fits only the rest. ``progress`` gets one line per fit with the
+    count done and an ETA; ``summary`` (default: ``progress``) one closing line counting the records that
+    existed (skipped) and those fitted.
     """
     if train_views not in TRAIN_VIEWS:
         raise FitError(f"train views must be one of {', '.join(TRAIN_VIEWS)}, got {train_views!r}")
+    if int(jobs) < 1:
+        raise FitError(f"jobs must be at least 1, got {jobs}")
     info = source.describe()
     key = info["cache"]["key"]
     text = source.text_features(template_set)
@@ -188,80 +235,153 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
     folder = run_folder(runs_dir, source.dataset, info["model"], info["weights"])
     for old in older_run_folders(folder, info["model"], info["weights"]):
         progress(f"note: {migration_hint(old, folder)} (else its runs are fitted again)")
-    test = LazyTestSplit(source)
-    shifts = {name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()}
     for name, other in (eval_sources or {}).items():
         theirs = other.describe()
         if (theirs["model"], theirs["weights"]) != (info["model"], info["weights"]):
             raise FitError(f"--eval-on {name}: its cache was encoded by {theirs['model']} ({theirs['weights']}), "
                            f"not {info['model']} ({info['weights']}); extract it with the same model and weights")
-    written: list[Path] = []
-    skipped, package_versions = _skipped(source), versions()
-    plan = [(m, k, s) for k in shots for s in seeds for m in methods]
-    existing = 0
-    data, short, data_for = None, [], None
-    for index, (method, k, seed) in enumerate(plan, 1):
-        label = method_label(method, ablation if method == "cmm" else None, template_set, train_views)
-        path = record_path(runs_dir, source.dataset, info["model"], info["weights"], label, int(k), int(seed))
-        tag = f"[{index}/{len(plan)}] {label} {source.dataset} {k}-shot seed {seed}"
-        origin = subset_origin(subsets_dir, int(k), int(seed))
-        if not force and _existing(path, key, origin):
-            existing += 1
-            written.append(path)
-            continue
-        if data_for != (k, seed):  # one subset and one feature read per (shots, seed), shared by the methods
-            data, data_for = few_shot(source, int(k), int(seed), train_views, subsets_dir), (k, seed)
-            short = short_classes(data.y, len(classes), int(k))
-            if short:
-                progress(f"{source.dataset} {k}-shot seed {seed}: {len(short)} class(es) have fewer than {k} train "
-                         f"images (e.g. {classes[short[0]]!r}); as CoOp does, all of their images are used")
-        estimator = make_estimator(method, text, source.logit_scale, random_state=int(seed),
-                                   ablation=ablation if method == "cmm" else None, device=device)
+    sweep = Sweep(source=source, runs_dir=Path(runs_dir), info=info, text=text, classes=classes,
+                  template_set=template_set, train_views=train_views, ablation=ablation, subsets_dir=subsets_dir,
+                  device=device, force=force, skipped=_skipped(source), versions=versions(),
+                  test=LazyTestSplit(source),
+                  shifts={name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()})
+    labels = {m: method_label(m, ablation if m == "cmm" else None, template_set, train_views) for m in methods}
+    plan = [PlannedFit(m, labels[m], int(k), int(s),
+                       record_path(runs_dir, source.dataset, info["model"], info["weights"], labels[m], int(k), int(s)),
+                       subset_origin(subsets_dir, int(k), int(s)))
+            for k in shots for s in seeds for m in methods]
+    if folder.is_dir():
+        remove_stale_temps(folder)  # temporary files of a sweep that was killed mid-write
+    meter = SweepProgress(len(plan), source.dataset, progress)
+    units: dict[tuple[int, int], list[PlannedFit]] = {}
+    for fit in plan:
+        if not force and _existing(fit.path, key, fit.origin):
+            meter.existed()
+        else:
+            units.setdefault((fit.shots, fit.seed), []).append(fit)
+    todo = list(units.values())
+    workers = min(int(jobs), len(todo))
+    if workers <= 1:
+        for unit in todo:
+            fit_unit(sweep, unit, on_fit=meter.finished, on_notice=progress)
+    else:
+        from stages.fit.parallel import run_units
+
+        progress(f"{sum(map(len, todo))} fit(s) in {workers} worker processes")
+        for _, result in run_units(fit_unit, sweep, todo, workers):
+            for notice in result.notices:
+                progress(notice)
+            for fit, message, written in result.fits:
+                meter.finished(fit, message, written)
+    records = "record exists" if meter.existing == 1 else "records exist"
+    counts = f"{meter.existing} {records}, skipped; {meter.fitted} fitted" if meter.existing else f"{meter.fitted} fitted"
+    (summary or progress)(f"{counts} (under {folder})")
+    return [fit.path for fit in plan]
+
+
+def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
+             on_fit: Callable[[PlannedFit, str, bool], None] | None = None,
+             on_notice: Callable[[str], None] | None = None) -> UnitResult:
+    """Fit the methods of one (shots, seed): one subset and one feature read, shared by the methods.
+
+    Each record is written (atomically, the .npz and .json as a pair under a lock) as soon as its fit ends.
+    ``on_fit`` / ``on_notice`` report as it goes (the serial path); a worker process reports through the
+    returned ``UnitResult`` instead.
+    """
+    result = UnitResult([], [])
+    k, seed = unit[0].shots, unit[0].seed
+    source, classes, ablation, info = sweep.source, sweep.classes, sweep.ablation, sweep.info
+    data = few_shot(source, k, seed, sweep.train_views, sweep.subsets_dir)
+    short = short_classes(data.y, len(classes), k)
+    if short:
+        notice = (f"{source.dataset} {k}-shot seed {seed}: {len(short)} class(es) have fewer than {k} train "
+                  f"images (e.g. {classes[short[0]]!r}); as CoOp does, all of their images are used")
+        result.notices.append(notice)
+        if on_notice is not None:
+            on_notice(notice)
+    for fit in unit:
+        method, path = fit.method, fit.path
+        estimator = make_estimator(method, sweep.text, source.logit_scale, random_state=seed,
+                                   ablation=ablation if method == "cmm" else None, device=sweep.device)
         started = time.perf_counter()
         estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
         seconds = time.perf_counter() - started
         # -- everything above chose the model on train and val; the test split is read from here on --
-        X_test, y_test = test.get()
+        X_test, y_test = sweep.test.get()
         metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
         test_top1 = metrics["test_top1"]
         metrics["val_top1"] = getattr(estimator, "val_top1_", None)
-        shift = {name: shift_top1(estimator, len(classes), other) for name, other in shifts.items()}
+        shift = {name: shift_top1(estimator, len(classes), other) for name, other in sweep.shifts.items()}
         if shift:
             metrics["shift"] = shift
-        gap, projection = _gap(estimator, X_test, y_test, text, seed)
+        gap, projection = _gap(estimator, X_test, y_test, sweep.text, seed)
         record = RunRecord(
             dataset=source.dataset, model=info["model"], weights=info["weights"],
-            random_weights=bool(info.get("random_weights", False)), method=method, method_label=label,
+            random_weights=bool(info.get("random_weights", False)), method=method, method_label=fit.label,
             ablation={k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
-            shots=int(k), seed=int(seed), template_set=template_set, train_views=train_views,
+            shots=k, seed=seed, template_set=sweep.template_set, train_views=sweep.train_views,
             metrics=metrics, hyperparameters=getattr(estimator, "hyperparameters_", {}),
             search=getattr(estimator, "search_", {}),
             subset={"source": data.source, "train": data.train.tolist(), "val": data.val.tolist(),
                     "dropped_unreadable": data.dropped},
             short_classes=[classes[c] for c in short],
-            skipped_images=skipped,
-            gap=gap, cache=info["cache"], versions=package_versions,
+            skipped_images=sweep.skipped,
+            gap=gap, cache=info["cache"], versions=sweep.versions,
             timing={"fit_seconds": round(seconds, 4)}, params_file=path.with_suffix(PARAMS_SUFFIX).name,
             created=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
         text_record = record_text(record)  # before any file is written: a bad value leaves no orphan .npz
         with WriteLock(path, wait=None):  # the .npz and .json of one run are written as a pair
-            if not force and _existing(path, key, origin):
-                progress(f"{tag}: written meanwhile by another process, kept ({path})")
-                existing += 1
-                written.append(path)
-                continue
-            save_fitted(estimator, path.with_suffix(PARAMS_SUFFIX), method=method, classes=classes, extra=projection)
-            write_record(path, record, text=text_record)
-        written.append(path)
-        val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
-        extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
-        progress(f"{tag}: test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s")
-    fitted = len(written) - existing
-    records = "record exists" if existing == 1 else "records exist"
-    counts = f"{existing} {records}, skipped; {fitted} fitted" if existing else f"{fitted} fitted"
-    (summary or progress)(f"{counts} (under {folder})")
-    return written
+            if not sweep.force and _existing(path, info["cache"]["key"], fit.origin):
+                message, written = f"written meanwhile by another process, kept ({path})", False
+            else:
+                save_fitted(estimator, path.with_suffix(PARAMS_SUFFIX), method=method, classes=classes,
+                            extra=projection)
+                write_record(path, record, text=text_record)
+                val = "" if metrics["val_top1"] is None else f" (val {metrics['val_top1']:.1f}%)"
+                extra = "".join(f", {name} {acc:.1f}%" for name, acc in shift.items())
+                message, written = f"test {test_top1:.2f}%{val}{extra}, fit {seconds:.2f} s", True
+        result.fits.append((fit, message, written))
+        if on_fit is not None:
+            on_fit(fit, message, written)
+    return result
+
+
+class SweepProgress:
+    """``[done/total]`` lines with an ETA from the fits finished so far in this process's sweep."""
+
+    def __init__(self, total: int, dataset: str, emit: Callable[[str], None]) -> None:
+        self.total, self.dataset, self.emit = total, dataset, emit
+        self.done = self.fitted = self.existing = 0
+        self.started = time.perf_counter()
+
+    def existed(self) -> None:
+        """A run whose record already exists (counted for the summary, not printed)."""
+        self.done += 1
+        self.existing += 1
+
+    def finished(self, fit: PlannedFit, message: str, written: bool = True) -> None:
+        """A run fitted now (``written``), or found written meanwhile by another process."""
+        self.done += 1
+        if written:
+            self.fitted += 1
+        else:
+            self.existing += 1
+        elapsed = time.perf_counter() - self.started
+        left = self.total - self.done
+        eta = f", ETA {_duration(elapsed / max(self.fitted, 1) * left)}" if left and self.fitted else ""
+        self.emit(f"[{self.done}/{self.total}] {fit.label} {self.dataset} {fit.shots}-shot seed {fit.seed}: "
+                  f"{message}{eta}")
+
+
+def _duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def _gap(estimator, X_test: np.ndarray, y_test: np.ndarray, text: np.ndarray,

@@ -1,9 +1,11 @@
 """Crash-safe small files: every writer goes through a unique temporary name in the target's folder, then
 an atomic rename; JSON is read with its failures (deep nesting, huge numbers, bad bytes) turned into one line.
 
-A unique temporary name (``.NAME.<random>.tmp``) lets two processes write the same file at once: each
-renames its own complete file, the last rename wins, and a reader never sees a partial file. The data is
-fsynced before the rename and the folder after it, so a rename that survived a crash names complete bytes.
+A unique temporary name (``.NAME.<pid>.<random>.tmp``) lets two processes (``pipeline fit --jobs N``, two sweeps
+at once) write the same file at once: each renames its own complete file, the last rename wins, and a reader
+never sees a partial file. The data is fsynced before the rename and the folder after it, so a rename that
+survived a crash names complete bytes. A process killed mid-write leaves only its temporary file, which
+``remove_stale_temps`` clears once that process is gone.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any, Iterator
 from stages.shared.errors import UserError
 
 MAX_JSON_BYTES = 256 * 1024 * 1024  # a record, split or subset file larger than this is not one of ours
+TEMP_SUFFIX = ".tmp"
 
 
 class FileWriteError(UserError):
@@ -52,7 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TEMP_SUFFIX, dir=target.parent)
         os.close(fd)
     except OSError as exc:
         raise _write_error(target, exc) from None
@@ -69,6 +72,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             raise _write_error(target, exc) from None
         raise
     fsync_dir(target.parent)
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files under ``folder`` whose writing process no longer runs; return them."""
+    removed = []
+    for tmp in Path(folder).rglob(f".*{TEMP_SUFFIX}"):
+        parts = tmp.name.rsplit(".", 3)  # [".<name>", "<pid>", "<random>", "tmp"]
+        if len(parts) == 4 and parts[1].isdigit() and not _alive(int(parts[1])):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    """True when a process with this id exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def atomic_write(path: str | os.PathLike, data: str | bytes, encoding: str = "utf-8") -> Path:

@@ -84,9 +84,12 @@ class DatasetReader:
         """Extra content to key on when images are not files (empty for file-based datasets)."""
         return ""
 
-    def load_image(self, relpath: str) -> Image.Image:
-        """The listed image ``relpath`` decoded to 8-bit RGB (raises BadImageError if unreadable)."""
-        return load_rgb(self.image_root / relpath)
+    def load_image(self, relpath: str, draft: int | None = None) -> Image.Image:
+        """The listed image ``relpath`` decoded to 8-bit RGB (raises BadImageError if unreadable).
+
+        ``draft``: a JPEG may be decoded at a reduced scale keeping both sides >= ``draft`` (see ``load_rgb``).
+        """
+        return load_rgb(self.image_root / relpath, draft=draft)
 
     def validate(self, splits: Iterable[str] | None = None) -> None:
         """Check listings and files of ``splits`` (default: all) before encoding; raise on the first problem."""

@@ -50,8 +50,8 @@ class DigitsReader(ListedReader):
         folder = Path(sklearn.datasets.__file__).parent / "data"
         super().__init__(key, folder, folder, list(WORDS), listings)
 
-    def load_image(self, relpath: str) -> Image.Image:
-        """The digit ``relpath`` as a 64x64 RGB image, dark ink on white."""
+    def load_image(self, relpath: str, draft: int | None = None) -> Image.Image:
+        """The digit ``relpath`` as a 64x64 RGB image, dark ink on white (``draft`` is moot: no JPEG)."""
         index = self._index(relpath)
         if index is None:
             raise BadImageError(f"digits: no image {relpath!r}; paths are digits/00000..digits/"

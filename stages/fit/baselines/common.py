@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -76,24 +78,107 @@ def check_fit_inputs(name: str, prototypes: np.ndarray | None, X: np.ndarray, y:
 #: thread: thread hand-offs cost ~1 ms each, and far more when the cores are shared (measured on 2 busy
 #: cores: Tip-Adapter-F at 100 classes 1.9 s on one thread, 10.3 s on two).
 SMALL_WORK = 1_000_000_000
+#: how long the CPU counters are sampled to tell how many cores other processes keep busy, and how long
+#: that answer is reused (a fit's grid points ask again and again within a second).
+SAMPLE_SECONDS = 0.05
+SAMPLE_REUSE_SECONDS = 1.0
+_last_sample: tuple[float, float] | None = None  # (monotonic time, free cores)
 
 
 @contextmanager
 def cpu_threads_for(work: float, device: str) -> Iterator[None]:
-    """Run small CPU problems on one torch thread (restored afterwards); large ones as configured.
+    """Run a CPU problem on ``threads_for(work, device)`` torch threads (restored afterwards).
 
     Small tensors spend more time waking threads than computing (measured: a 160 x 10 cross-entropy takes
     0.3 ms on one thread, 1-4 ms on two), which made small fits 10-100 times slower.
     """
     previous = torch.get_num_threads()
-    single = torch.device(device).type == "cpu" and work < SMALL_WORK and previous > 1
-    if single:
-        torch.set_num_threads(1)
+    wanted = threads_for(work, device)
+    change = torch.device(device).type == "cpu" and wanted != previous
+    if change:
+        torch.set_num_threads(wanted)
     try:
         yield
     finally:
-        if single:
+        if change:
             torch.set_num_threads(previous)
+
+
+def threads_for(work: float, device: str) -> int:
+    """Intra-op threads for a CPU pass of ``work`` multiply-adds: several only where they pay off.
+
+    One thread below ``SMALL_WORK``. Above it, as many as torch is configured for, but never more than the
+    cores this process may use (its affinity mask) nor more than are idle now: a thread that shares its core
+    with another busy process is descheduled for whole time slices, and every other thread waits for it at
+    each barrier, which made fits 5-10x slower under one competing job (issue 14). Inside ``fit --jobs N``
+    workers torch is set to one thread, so this always answers 1 there. Thread counts do not change the
+    results here (torch's CPU kernels split rows, not sums, across threads: checked bit for bit for CMM,
+    Tip-Adapter-F and the linear probe at 200 classes).
+    """
+    configured = torch.get_num_threads()
+    if torch.device(device).type != "cpu":
+        return configured
+    if work < SMALL_WORK or configured <= 1:
+        return 1
+    from stages.fit.parallel import usable_cores
+
+    cap = min(configured, usable_cores())
+    if cap <= 1:
+        return 1
+    return max(1, min(cap, int(free_cores() + 0.5)))
+
+
+def free_cores() -> float:
+    """Cores of this process's affinity mask not kept busy by OTHER processes, sampled over a short window.
+
+    Read from /proc/stat (Linux); where it cannot be read, every usable core counts as free.
+    """
+    global _last_sample
+    now = time.monotonic()
+    if _last_sample is not None and now - _last_sample[0] < SAMPLE_REUSE_SECONDS:
+        return _last_sample[1]
+    from stages.fit.parallel import usable_cores
+
+    cores = usable_cores()
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+        before, own_before = _cpu_times(cpus), _own_cpu_seconds()
+        time.sleep(SAMPLE_SECONDS)
+        after, own_after = _cpu_times(cpus), _own_cpu_seconds()
+    except (OSError, AttributeError, ValueError):
+        return float(cores)
+    busy = total = 0.0
+    for cpu in cpus:
+        (busy_a, total_a), (busy_b, total_b) = before[cpu], after[cpu]
+        if total_b > total_a:
+            busy += (busy_b - busy_a) / (total_b - total_a)
+    ticks = os.sysconf("SC_CLK_TCK")
+    window = max(1e-9, sum(after[c][1] - before[c][1] for c in cpus) / max(1, len(cpus)) / ticks)
+    own = (own_after - own_before) / window
+    free = max(0.0, min(float(cores), cores - max(0.0, busy - own)))
+    _last_sample = (now, free)
+    return free
+
+
+def _cpu_times(cpus: list[int]) -> dict[int, tuple[int, int]]:
+    """(busy ticks, all ticks) per CPU from /proc/stat."""
+    wanted, out = {f"cpu{c}": c for c in cpus}, {}
+    with open("/proc/stat") as stat:
+        for line in stat:
+            name, *fields = line.split()
+            if name in wanted:
+                ticks = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+                idle = ticks[3] + ticks[4]
+                out[wanted[name]] = (sum(ticks) - idle, sum(ticks))
+    if set(out) != set(cpus):
+        raise ValueError("CPUs missing from /proc/stat")
+    return out
+
+
+def _own_cpu_seconds() -> float:
+    """CPU seconds used by this process so far (all its threads)."""
+    times = os.times()
+    return times.user + times.system
 
 
 def val_top1(logits: np.ndarray, y: np.ndarray) -> float:

@@ -1,0 +1,102 @@
+"""Run independent units of a fit sweep in worker processes, one torch thread each.
+
+Workers start from a clean interpreter (``forkserver`` where the platform has it, else ``spawn``), never by a
+plain ``fork`` of the parent, so no HDF5 handle, OpenMP pool or lock crosses into them; the cache reader opens
+its file lazily in each worker. The shared context (feature source, text features, options) is sent once per
+worker, the units one by one. On Linux each worker dies with its parent (``PR_SET_PDEATHSIG``), so a killed
+sweep leaves no orphan fitting on.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from stages.shared.errors import FitError
+
+_CONTEXT: Any = None
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where that is unknown)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def run_units(unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[Any],
+              jobs: int) -> Iterator[tuple[int, Any]]:
+    """Yield ``(index, unit_fn(context, units[index]))`` as each unit finishes, on ``jobs`` worker processes.
+
+    ``unit_fn`` must be a module-level function (workers import it by name). When a unit raises, the units
+    already running are let finish (their results are complete and already written by ``unit_fn``), the rest
+    are cancelled and the error is raised here.
+    """
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    mp_context = multiprocessing.get_context(method)
+    if method == "forkserver":  # import torch and the unit's module once in the server, not in every worker
+        mp_context.set_forkserver_preload(["torch", unit_fn.__module__])
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context, initializer=_start_worker,
+                               initargs=(context,))
+    try:
+        pending = {pool.submit(_run_unit, unit_fn, unit): index for index, unit in enumerate(units)}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                index = pending.pop(future)
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    raise FitError("a fit worker process died (out of memory or killed?); finished records are "
+                                   "kept: rerun the same command to fit the rest, or use --jobs 1") from None
+                yield index, result
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_worker(context: Any) -> None:
+    """Worker set-up: keep the shared context, one intra-op torch thread, die with the parent."""
+    global _CONTEXT
+    _CONTEXT = context
+    _die_with_parent()
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # libraries loaded from now on
+        os.environ[name] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or inter-op work already started: harmless
+        pass
+    try:  # numpy's BLAS (scoring, gap measures) was loaded before: limit its pool too
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _run_unit(unit_fn: Callable[[Any, Any], Any], unit: Any) -> Any:
+    return unit_fn(_CONTEXT, unit)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when its parent exits (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent was already gone before the request took effect
+        os._exit(1)
