@@ -75,9 +75,9 @@ REGIMES: dict[str, Regime] = {
                            spectrum_decay=0.501, confusion=0.169, text_leak=0.0, class_noise=0.177,
                            ambiguous=0.02, text_error=0.95, text_error_share=0.5),
     "imagenet_like": Regime(n_classes=1000, text_common=1.302, group_share=0.3, group_size=20, gap_overlap=0.377,
-                            image_common=1.512, class_signal=1.225, text_alignment=0.37, noise=1.4,
-                            spectrum_decay=0.451, confusion=0.413, text_leak=0.330, class_noise=0.205,
-                            ambiguous=0.33, train_per_class=20, val_per_class=4, test_per_class=10),
+                            image_common=1.6, class_signal=1.225, text_alignment=0.37, noise=0.85,
+                            spectrum_decay=0.451, confusion=0.3, text_leak=0.330, class_noise=0.1,
+                            ambiguous=0.38, train_per_class=20, val_per_class=4, test_per_class=10),
 }
 
 
@@ -98,7 +98,9 @@ def make_regime(regime: str | Regime, *, seed: int = 0, n_templates: int = 1, **
     groups = _unit(rng.standard_normal((-(-C // p.group_size), D)))[np.arange(C) // p.group_size]
     semantics = _unit(np.sqrt(p.group_share) * groups
                       + np.sqrt(1 - p.group_share) * _unit(rng.standard_normal((C, D))))
-    span = np.linalg.qr(np.concatenate([semantics, u_t[None]]).T)[0]          # (D, C + 1) text span
+    # the text span: all of it where C + 1 < D/2, else its D/2 strongest directions (so it never fills the space)
+    directions = np.linalg.svd(np.concatenate([semantics, u_t[None]]).T, full_matrices=False)[0]
+    span = directions[:, :min(C + 1, D // 2)]
     # the image side of the gap favours no class: orthogonal to every class's semantics
     away = rng.standard_normal(D)
     u_v = _unit(p.gap_overlap * u_t + np.sqrt(1 - p.gap_overlap ** 2) * _unit(away - span @ (span.T @ away)))
