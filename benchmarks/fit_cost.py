@@ -9,7 +9,7 @@ Features come from ``make_clip_like`` (real CLIP caches cost the same: only shap
 min(16, 4) = 4 shots per class as in CoOp. Each (condition, jobs) cell runs in a FRESH process, as a user's
 ``pipeline fit`` does, so the first fit pays its imports (torch._dynamo on the first optimiser step) unless
 ``--warm-up``. ``loaded`` starts one busy-loop process before the cell and kills it after (benchmarks/common.py).
-``--jobs 1`` fits in the cell's own process under the thread policy (stages/fit/baselines/common.py);
+``--jobs 1`` fits in the cell's own process under the thread policy (stages/fit/estimator.py);
 ``--jobs N`` sends the fits to N worker processes of one torch thread each (stages/fit/parallel.py), as
 ``pipeline fit --jobs N`` does. The cell's wall time is what a user waits for all its fits.
 Writes benchmarks/results/fit_cost.json.

@@ -28,7 +28,7 @@ from sklearn.model_selection import ParameterGrid
 from sklearn.utils.validation import check_is_fitted
 
 from stages.shared.errors import FitError
-from stages.fit.baselines.common import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
+from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.features import l2_normalize
 
 MAPS = ("residual", "plain")
@@ -117,9 +117,10 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *, lr: float = 1e-3,
                  proto_lr_scale: float = 1.0, steps: int = 100, batch_size: int = 256, lambda_tri: float = 1.0,
                  margin: float = 0.1, prior: float = 100.0, prior_grid: Sequence[float] | None = (10.0, 1.0),
-                 alpha: float = 1.0, alpha_grid: Sequence[float] | None = (0.1, 0.25, 0.5, 1.0, 2.0), selection: str = "guarded",
-                 noise_z: float = 1.0, train_prototypes: bool = True, map: str = "residual", bias: bool = False,
-                 fusion: bool = True, weight_decay: float = 0.0, eval_every: int = 12,
+                 alpha: float = 1.0, alpha_grid: Sequence[float] | None = (0.1, 0.25, 0.5, 1.0, 2.0),
+                 selection: str = "guarded", noise_z: float = 1.0, train_prototypes: bool = True,
+                 map: str = "residual", bias: bool = False, fusion: bool = True, weight_decay: float = 0.0,
+                 eval_every: int = 12,
                  grid: Mapping[str, Sequence] | None = None, random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
@@ -172,9 +173,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                 candidate._fit_one(data)
             if best_score is None or candidate.val_score_ > best_score:
                 best, best_score = candidate, candidate.val_score_
-        for name, value in vars(best).items():
-            if name.endswith("_") and not name.startswith("_"):
-                setattr(self, name, value)
+        self._adopt(best)
         self.search_ = {**best.search_, "grid": {**{k: list(v) for k, v in self.grid.items()},
                                                  **best.search_["grid"]}}
         return self
@@ -201,12 +200,9 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             fits.append(fit)
         keep, bound = guarded_choice(np.stack(correct), zs_val == data.y_val, np.array(change), float(self.noise_z))
         index, prior, alpha = candidates[keep]
-        for name, value in vars(fits[index]).items():
-            if name.endswith("_") and not name.startswith("_"):
-                setattr(self, name, value)
+        self._adopt(fits[index])
         accuracy = np.stack(correct).mean(1) * 100.0
         self.alpha_, self.val_top1_ = float(alpha), float(accuracy[keep])
-        self.val_score_ = [self.val_top1_, 0.0]
         self.val_curve_ = [[self.best_step_, self.val_top1_]]
         self.hyperparameters_ = {**self.hyperparameters_, "prior": prior, "alpha": self.alpha_,
                                  "selection": "guarded"}
@@ -219,6 +215,12 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                             "changed_vs_zero_shot": float(ch)}
                            for (_, p, a), acc, bd, ch in zip(candidates, accuracy, bound, change)]}
         return self
+
+    def _adopt(self, fitted: CMMClassifier) -> None:
+        """Take a fitted candidate's fitted attributes (``name_``) as this estimator's."""
+        for name, value in vars(fitted).items():
+            if name.endswith("_") and not name.startswith("_"):
+                setattr(self, name, value)
 
     def _threads(self, data: FitData):
         """One torch thread for small problems (thread wake-ups cost more than the maths), all for large ones."""
@@ -337,7 +339,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         y_val = val[1]
         best = None
         for a, fused in self._val_logits(val, W, b, T, residual, scale):
-            acc = float((fused.argmax(1) == y_val).double().mean()) * 100.0
+            acc = top1(fused, y_val)
             cand = (acc, -float(F.cross_entropy(fused, y_val)), a)
             if best is None or cand[:2] > best[:2]:
                 best = cand

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from stages.fit.estimator import top1
 from stages.fit.features import l2_normalize
 
 MAX_PROJECTED = 600
@@ -31,7 +32,7 @@ def gap_metrics(images: np.ndarray, labels: np.ndarray, prototypes: np.ndarray) 
         "centroid_gap": float(np.linalg.norm(images.mean(0) - prototypes.mean(0))),
         "cos_own": float(own.mean()),
         "cos_wrong": float(wrong.max(1).mean()),
-        "proto_acc": float((cos.argmax(1) == labels).mean() * 100.0),
+        "proto_acc": top1(cos, labels),
     }
 
 

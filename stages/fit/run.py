@@ -21,6 +21,7 @@ import numpy as np
 from cache.lock import WriteLock
 from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
+from stages.fit.estimator import top1
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
 from stages.fit.metrics import accuracy_metrics
@@ -122,7 +123,7 @@ def shift_top1(estimator, base_classes: int, shifted: LazyTestSplit) -> float:
     if len(shifted.classes) != base_classes:
         raise FitError(f"{shifted.dataset} has {len(shifted.classes)} classes and no mapping onto the "
                        f"{base_classes} classes the model was fitted on")
-    return float((logits.argmax(1) == y).mean() * 100.0)
+    return top1(logits, y)
 
 
 def versions() -> dict[str, str]:

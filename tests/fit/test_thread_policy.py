@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from stages.fit.baselines import common
-from stages.fit.baselines.common import SMALL_WORK, cpu_threads_for, free_cores, threads_for
+from stages.fit import estimator
+from stages.fit.estimator import SMALL_WORK, cpu_threads_for, free_cores, threads_for
 from stages.fit.parallel import usable_cores
 
 
@@ -47,7 +47,7 @@ def test_busy_cores_get_one_thread():
         time.sleep(0.3)
         torch.set_num_threads(max(2, usable_cores()))
         assert free_cores() < usable_cores() - 0.5
-        common._last_sample = None
+        estimator._last_sample = None
         assert threads_for(1000 * SMALL_WORK, "cpu") < max(2, usable_cores()) or usable_cores() == 1
     finally:
         for hog in hogs:

@@ -54,7 +54,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from stages.shared.errors import FitError
-from stages.fit.baselines.common import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, val_top1
+from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.features import l2_normalize
 
 PROTOTYPE_SCALES = ("raw", "unit")
@@ -186,7 +186,7 @@ class CLAPClassifier(LogitsClassifierMixin, BaseEstimator):
             "validation": "none (CLAP selects nothing on validation data)",
         }
         self.search_: dict = {}
-        self.val_top1_ = (val_top1(self.decision_function(data.X_val), data.y_val) if data.has_val else None)
+        self.val_top1_ = (top1(self.decision_function(data.X_val), data.y_val) if data.has_val else None)
         return self
 
     def _train(self, v: torch.Tensor, y: torch.Tensor, t: torch.Tensor, lam: torch.Tensor,

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.baselines.common import LogitsClassifierMixin, check_fit_inputs, val_top1
+from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, top1
 from stages.fit.features import l2_normalize
 
 DEFAULT_ALPHA_GRID: tuple[float, ...] = tuple(10.0 ** i for i in range(-4, 5))
@@ -84,7 +84,7 @@ class GDAClassifier(LogitsClassifierMixin, BaseEstimator):
         if grid:
             v_val = l2_normalize(data.X_val)
             zs, gda = self._terms(v_val)
-            scores = [val_top1(zs + a * gda, data.y_val) for a in grid]
+            scores = [top1(zs + a * gda, data.y_val) for a in grid]
             best = int(np.argmax(scores))
             self.alpha_, self.val_top1_ = grid[best], float(scores[best])
         self.hyperparameters_ = {"alpha": self.alpha_}

@@ -21,7 +21,7 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from stages.shared.errors import FitError
-from stages.fit.baselines.common import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
+from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.features import l2_normalize
 
 #: 11 values, half a decade apart; the CLIP paper searches a coarse log grid then refines it.
@@ -124,7 +124,7 @@ class LinearProbeClassifier(LogitsClassifierMixin, BaseEstimator):
                 continue
             with torch.no_grad():
                 logits = v_val @ W + b_raw
-                acc = float((logits.argmax(1) == y_val_t).double().mean()) * 100.0
+                acc = top1(logits, y_val_t)
                 key = (acc, -float(F.cross_entropy(logits, y_val_t)))
             if best is None or key > best[0]:
                 best = (key, c, W.detach().clone(), b_raw)

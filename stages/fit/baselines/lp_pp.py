@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.baselines.common import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
+from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.features import l2_normalize
 
 
@@ -108,7 +108,7 @@ class LPPlusPlusClassifier(LogitsClassifierMixin, BaseEstimator):
             if val is not None:
                 with torch.no_grad():
                     v_val, text_val, y_val = val
-                    acc = float(((v_val @ W.T + b + alpha * text_val).argmax(1) == y_val).double().mean()) * 100.0
+                    acc = top1(v_val @ W.T + b + alpha * text_val, y_val)
                 curve.append(acc)
                 if best is None or acc >= best[0]:
                     best = (acc, epoch + 1, W.detach().clone(), b.detach().clone(), alpha.detach().clone())

@@ -13,7 +13,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.baselines.common import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for
+from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.baselines.tip_cache import (DEFAULT_ALPHA_GRID, DEFAULT_BETA_GRID, build_cache, equal_blocks,
                                             search_alpha_beta, tip_logits)
 from stages.fit.baselines.tip_train import train_keys
@@ -90,7 +90,7 @@ class TipAdapterClassifier(LogitsClassifierMixin, BaseEstimator):
             self.search_ = {}
             self.val_top1_ = None
             if data.has_val:
-                self.val_top1_ = float(np.mean(self._logits(data.X_val, alpha, beta).argmax(1) == data.y_val) * 100)
+                self.val_top1_ = top1(self._logits(data.X_val, alpha, beta), data.y_val)
         self.hyperparameters_ = {"alpha": alpha, "beta": beta}
 
     def _logits(self, X: np.ndarray, alpha: float, beta: float) -> np.ndarray:

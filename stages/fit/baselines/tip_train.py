@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from stages.fit.baselines.tip_cache import cache_logits, tip_logits
+from stages.fit.estimator import top1
 
 
 def train_keys(keys0: torch.Tensor, labels: torch.Tensor, train: list[tuple[torch.Tensor, torch.Tensor]],
@@ -42,7 +43,7 @@ def train_keys(keys0: torch.Tensor, labels: torch.Tensor, train: list[tuple[torc
         if val is not None:
             v_val, zs_val, y_val = val
             fused = tip_logits(v_val, zs_val, keys.detach(), labels, alpha, beta, block)
-            acc = float((fused.argmax(1) == y_val).double().mean()) * 100.0
+            acc = top1(fused, y_val)
             curve.append([epoch + 1, acc])
             if best is None or acc > best[0]:
                 best = (acc, epoch + 1, keys.detach().clone())

@@ -6,7 +6,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.baselines.common import LogitsClassifierMixin, check_fit_inputs, val_top1
+from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, top1
 from stages.fit.features import l2_normalize
 
 
@@ -39,7 +39,7 @@ class ZeroShotClassifier(LogitsClassifierMixin, BaseEstimator):
         self.n_features_in_ = data.T0.shape[1]
         self.hyperparameters_: dict = {}
         self.search_: dict = {}
-        self.val_top1_ = (val_top1(zero_shot_logits(data.X_val, data.T0, self.logit_scale), data.y_val)
+        self.val_top1_ = (top1(zero_shot_logits(data.X_val, data.T0, self.logit_scale), data.y_val)
                           if data.has_val else None)
         return self
 

@@ -1,4 +1,5 @@
-"""What every baseline shares: input checks, the val split, and predict/predict_proba from logits."""
+"""What every estimator (CMM and the baselines) shares: input checks, the thread policy, top-1 accuracy, and
+predict / predict_proba from logits."""
 
 from __future__ import annotations
 
@@ -181,9 +182,11 @@ def _own_cpu_seconds() -> float:
     return times.user + times.system
 
 
-def val_top1(logits: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy in percent (what every search maximises)."""
-    return float(np.mean(np.asarray(logits).argmax(1) == y)) * 100.0
+def top1(logits: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor) -> float:
+    """Top-1 accuracy in percent of (n, C) logits (numpy or torch) against labels: what every search maximises."""
+    if isinstance(logits, torch.Tensor):
+        return float((logits.argmax(1) == torch.as_tensor(y, device=logits.device)).double().mean()) * 100.0
+    return float(np.mean(np.asarray(logits).argmax(1) == np.asarray(y))) * 100.0
 
 
 class LogitsClassifierMixin(ClassifierMixin):
