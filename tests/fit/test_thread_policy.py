@@ -16,7 +16,7 @@ from stages.fit.parallel import usable_cores
 
 @pytest.fixture(autouse=True)
 def fresh_sample(monkeypatch):
-    monkeypatch.setattr(common, "_last_sample", None)
+    monkeypatch.setattr(estimator, "_last_sample", None)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -67,7 +67,7 @@ def test_a_large_cmm_fit_gives_the_same_bits_on_one_and_on_two_threads(monkeypat
 
     source = make_clip_like(n_classes=100, dim=512, train_per_class=16, val_per_class=4, test_per_class=2, seed=0)
     (X, y), (Xv, yv), (Xt, _) = source.image["train"], source.image["val"], source.image["test"]
-    monkeypatch.setattr(common, "free_cores", lambda: 2.0)  # as on an idle machine, whatever the load now
+    monkeypatch.setattr(estimator, "free_cores", lambda: 2.0)  # as on an idle machine, whatever the load now
     logits, used = [], []
     for threads in (1, 2):
         torch.set_num_threads(threads)
