@@ -71,10 +71,9 @@ def test_a_large_cmm_fit_gives_the_same_bits_on_one_and_on_two_threads(monkeypat
     logits, used = [], []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        estimator = CMMClassifier(source.text["coop"], source.logit_scale, steps=24, grid={"lr": [1e-3]},
-                                  random_state=1)
+        cmm = CMMClassifier(source.text["coop"], source.logit_scale, steps=24, grid={"lr": [1e-3]}, random_state=1)
         used.append(threads_for(20 * 256 * 512 * (512 + 100), "cpu"))  # what CMM asks for at this size
-        estimator.fit(X, y, Xv, yv)
-        logits.append(estimator.decision_function(Xt))
+        cmm.fit(X, y, Xv, yv)
+        logits.append(cmm.decision_function(Xt))
     assert used == [1, min(2, usable_cores())]
     np.testing.assert_array_equal(logits[0], logits[1])
