@@ -24,6 +24,23 @@ class _Group(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)
 
+    def main(self, *args, **kwargs):
+        """Click's own handling, except that a bad argument is one line too (click prints three), exit 2."""
+        kwargs.pop("standalone_mode", None)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "pipeline"
+            _say_error(f"{exc.format_message()} (see {where} --help)")
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _say_error(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            _say_error(interrupted_line(None))
+            sys.exit(EXIT_INTERRUPTED)
+        sys.exit(code if isinstance(code, int) else 0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

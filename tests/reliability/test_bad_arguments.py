@@ -23,7 +23,7 @@ def test_fit_and_subsets_usage_errors_exit_2(small_dataset, tmp_path, args, mess
         "--cache-dir", str(tmp_path / "cache"), "--runs-dir", str(out)]
     result = run_cli(args[0], *place, *args[1:])
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message in error_line(result.output) and "Usage:" not in result.output  # one line, not click's three
     assert not out.exists() and not (tmp_path / "cache").exists()
 
 
@@ -38,7 +38,7 @@ def test_fit_and_subsets_usage_errors_exit_2(small_dataset, tmp_path, args, mess
 def test_extract_usage_errors_exit_2(small_dataset, tmp_path, change, message):
     result = run_cli(*extract_args(small_dataset, tmp_path / "cache"), *change)
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message in error_line(result.output) and "Usage:" not in result.output
     assert not (tmp_path / "cache").exists()
 
 
@@ -53,3 +53,9 @@ def test_unknown_dataset_or_model_is_one_line_and_writes_nothing(small_dataset, 
     assert result.exit_code == 2, result.output  # a usage error, checked before anything is opened
     assert message in result.output
     assert not (tmp_path / "cache").exists()
+
+
+def test_unknown_command_and_help_keep_their_exit_codes():
+    unknown = run_cli("nosuch")
+    assert unknown.exit_code == 2 and "No such command 'nosuch'" in error_line(unknown.output)
+    assert run_cli("--help").exit_code == 0 and run_cli("--version").exit_code == 0

@@ -297,7 +297,7 @@ def test_unknown_model_message_is_whole(workspace, tmp_path):
     result = _extract(workspace["split"], tmp_path / "cache", "ViT-B-32-nope", "none")
     assert result.exit_code == 2
     assert "unknown open_clip model 'ViT-B-32-nope' (did you mean ViT-B-32" in result.output
-    assert result.output.rstrip().endswith("?)")
+    assert "?) (see " in one_line_failure(result.output, 2, result.exit_code)  # the list is whole, then the help hint
 
 
 def test_pretrained_none_with_local_dir_is_random_and_marked(workspace, model_folder, tmp_path):
