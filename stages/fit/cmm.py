@@ -232,10 +232,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
     def _fit_one(self, data: FitData) -> None:
         """Train with this estimator's own parameters, then make the choices of ``selection`` on val."""
         T0 = data.T0
-        X, y = data.X, data.y
-        if data.X_aug is not None:
-            X = np.concatenate([X, data.X_aug.reshape(-1, X.shape[1])])
-            y = np.concatenate([y] * (1 + len(data.X_aug)))
+        X, y = data.training_rows()
         dev = torch.device(self.device)
         residual = self.map == "residual"
         scale = float(self.logit_scale)

@@ -33,6 +33,13 @@ class FitData:
         """True when validation data were given (the only data hyper-parameters may be chosen on)."""
         return self.X_val is not None
 
+    def training_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(raw features, labels) to train on: the shots, then each augmented view of them as extra rows."""
+        if self.X_aug is None:
+            return self.X, self.y
+        return (np.concatenate([self.X, self.X_aug.reshape(-1, self.X.shape[1])]),
+                np.concatenate([self.y] * (1 + len(self.X_aug))))
+
 
 def _check_labels(name: str, what: str, y: np.ndarray, n_rows: int, n_classes: int) -> None:
     if y.ndim != 1 or len(y) != n_rows:

@@ -70,10 +70,8 @@ class GDAClassifier(LogitsClassifierMixin, BaseEstimator):
             y_val: np.ndarray | None = None, X_aug: np.ndarray | None = None) -> GDAClassifier:
         """Class means and shrunk covariance of the shots; the fusion weight on val."""
         data = check_fit_inputs(type(self).__name__, self.prototypes, X, y, X_val, y_val, X_aug)
-        v, labels = l2_normalize(data.X), data.y
-        if data.X_aug is not None:
-            v = np.concatenate([v, l2_normalize(data.X_aug.reshape(-1, v.shape[1]))])
-            labels = np.concatenate([labels] * (1 + len(data.X_aug)))
+        rows, labels = data.training_rows()
+        v = l2_normalize(rows)
         n_classes = len(data.T0)
         self.zs_prototypes_ = data.T0
         self.classes_ = np.arange(n_classes)

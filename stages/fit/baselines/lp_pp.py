@@ -66,10 +66,7 @@ class LPPlusPlusClassifier(LogitsClassifierMixin, BaseEstimator):
             y_val: np.ndarray | None = None, X_aug: np.ndarray | None = None) -> LPPlusPlusClassifier:
         """Block coordinate descent on (W, b) and alpha; the epoch chosen on val when given."""
         data = check_fit_inputs(type(self).__name__, self.prototypes, X, y, X_val, y_val, X_aug)
-        rows, labels = data.X, data.y
-        if data.X_aug is not None:
-            rows = np.concatenate([rows, data.X_aug.reshape(-1, rows.shape[1])])
-            labels = np.concatenate([labels] * (1 + len(data.X_aug)))
+        rows, labels = data.training_rows()
         n_classes, dim = data.T0.shape
         work = float(len(rows)) * dim * n_classes * 3 * (1 + (len(data.X_val) / len(rows) if data.has_val else 0))
         with cpu_threads_for(work, self.device):
