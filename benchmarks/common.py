@@ -8,7 +8,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -96,3 +96,24 @@ def condition(name: str) -> Iterator[None]:
         if hog is not None:
             hog.kill()
             hog.wait()
+
+
+def run_cells(script: str, conditions: str, jobs: str, passed: list[str], announce: bool = False,
+              on_cell: Callable[[dict], None] | None = None) -> list[dict]:
+    """Run ``script --cell J *passed`` in a fresh process for every condition x jobs; the JSON each prints last.
+
+    The cell's own process is what a user's ``pipeline fit`` is: it pays its imports, and under ``loaded`` it
+    shares the cores with one busy-loop process started and stopped around it (``condition``).
+    """
+    cells = []
+    for name in conditions.split(","):
+        for count in (int(j) for j in jobs.split(",")):
+            if announce:
+                print(f"-- {name}, jobs {count}", flush=True)
+            with condition(name):
+                done = subprocess.run([sys.executable, script, "--cell", str(count), *passed], stdout=subprocess.PIPE,
+                                      stderr=None if announce else subprocess.PIPE, text=True, check=True)
+            cells.append({"condition": name, "jobs": count, **json.loads(done.stdout.strip().splitlines()[-1])})
+            if on_cell is not None:
+                on_cell(cells[-1])
+    return cells

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import condition, machine  # benchmarks/common.py
+from common import machine, run_cells  # benchmarks/common.py
 
 RESULTS = Path(__file__).parent / "results" / "fit_cost.json"
 
@@ -96,18 +95,13 @@ def main() -> None:
     if args.cell:
         print(json.dumps(cell(args, int(args.cell))))
         return
-    cells = []
-    for name in args.conditions.split(","):
-        for jobs in (int(j) for j in args.jobs.split(",")):
-            with condition(name):
-                command = [sys.executable, __file__, "--cell", str(jobs), *_passed(args)]
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            cells.append({"condition": name, "jobs": jobs, **result})
-            print(f"{name:6s} jobs {jobs}: {result['wall_fits']:7.2f} s for {len(result['rows'])} fits "
-                  f"({result['wall_with_setup']:.2f} s with data set-up)", flush=True)
-            for row in result["rows"]:
-                print(f"    {row['classes']:5d} classes  {row['method']:14s} {row['seconds']:8.2f} s", flush=True)
+    def show(result: dict) -> None:
+        print(f"{result['condition']:6s} jobs {result['jobs']}: {result['wall_fits']:7.2f} s for "
+              f"{len(result['rows'])} fits ({result['wall_with_setup']:.2f} s with data set-up)", flush=True)
+        for row in result["rows"]:
+            print(f"    {row['classes']:5d} classes  {row['method']:14s} {row['seconds']:8.2f} s", flush=True)
+
+    cells = run_cells(__file__, args.conditions, args.jobs, _passed(args), on_cell=show)
     ratios = _ratios(cells)
     print("\n| jobs | quiet s | loaded s | loaded / quiet |\n|---:|---:|---:|---:|")
     for jobs, r in ratios.items():

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from common import condition, machine  # benchmarks/common.py
+from common import machine, run_cells  # benchmarks/common.py
 
 # (classes, test images) of the 11 benchmarks
 SIZES = {"caltech101": (100, 2465), "dtd": (47, 1692), "eurosat": (10, 8100), "fgvc_aircraft": (100, 3333),
@@ -71,18 +70,12 @@ def main() -> None:
     if args.cell:
         print(json.dumps(cell(args, int(args.cell))))
         return
-    cells = []
-    for name in args.conditions.split(","):
-        for jobs in (int(j) for j in args.jobs.split(",")):
-            print(f"-- {name}, jobs {jobs}", flush=True)
-            with condition(name):
-                done = subprocess.run([sys.executable, __file__, "--cell", str(jobs), *passed], stdout=subprocess.PIPE,
-                                      text=True, check=True)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            cells.append({"condition": name, "jobs": jobs, **result})
-            fits = sum(r["fits"] for r in result["rows"])
-            print(f"   {name} jobs {jobs}: {result['total_minutes']:.2f} min for {fits} fits "
-                  f"({', '.join(args.methods)})", flush=True)
+    def show(result: dict) -> None:
+        fits = sum(r["fits"] for r in result["rows"])
+        print(f"   {result['condition']} jobs {result['jobs']}: {result['total_minutes']:.2f} min for {fits} fits "
+              f"({', '.join(args.methods)})", flush=True)
+
+    cells = run_cells(__file__, args.conditions, args.jobs, passed, announce=True, on_cell=show)
     ratios = {}
     for jobs in sorted({c["jobs"] for c in cells}):
         minutes = {c["condition"]: c["total_minutes"] for c in cells if c["jobs"] == jobs}
