@@ -184,16 +184,17 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         priors = [float(self.prior)] + [float(p) for p in (self.prior_grid or ()) if float(p) != float(self.prior)]
         alphas = self._alphas()
         fits, candidates, correct, change = [], [], [], []
-        zs_val = (l2_normalize(data.X_val) @ data.T0.T).argmax(1)
-        zs_train = (l2_normalize(data.X) @ data.T0.T).argmax(1)
+        s = float(self.logit_scale)
+        zs_val_logits, zs_train_logits = (s * l2_normalize(X) @ data.T0.T for X in (data.X_val, data.X))
+        zs_val, zs_train = zs_val_logits.argmax(1), zs_train_logits.argmax(1)
         for prior in priors:
             fit = clone(self).set_params(prior=prior, prior_grid=None, selection="none")
             with self._threads(data):
                 fit._fit_one(data)
-            val_terms, train_terms = fit.decompose(data.X_val), fit.decompose(data.X)
+            terms = [(zs_val_logits, fit.cmm_term(data.X_val)), (zs_train_logits, fit.cmm_term(data.X))]
             for a in alphas:
                 val_pred, train_pred = ((l_zs + a * l_cmm if self.fusion else l_cmm).argmax(1)
-                                        for l_zs, l_cmm in (val_terms, train_terms))
+                                        for l_zs, l_cmm in terms)
                 correct.append(val_pred == data.y_val)
                 change.append(np.concatenate([val_pred != zs_val, train_pred != zs_train]).mean())
                 candidates.append((len(fits), prior, a))
@@ -230,7 +231,8 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         return cpu_threads_for(20 * per_step, self.device)
 
     def _fit_one(self, data: FitData) -> None:
-        """Train with this estimator's own parameters, then make the choices of ``selection`` on val."""
+        """Train with this estimator's own parameters; with ``selection="search"``, keep the checkpoint and
+        alpha best on val."""
         T0 = data.T0
         X, y = data.training_rows()
         dev = torch.device(self.device)
@@ -254,12 +256,10 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             groups.append({"params": [T], "weight_decay": 0.0, "lr": self.lr * self.proto_lr_scale})
         opt = torch.optim.AdamW(groups, lr=self.lr)
 
-        val = None
-        if data.has_val and self.selection == "search":
+        checkpoints = data.has_val and self.selection == "search"
+        if checkpoints:
             v_val = torch.from_numpy(l2_normalize(data.X_val)).to(dev)
-            y_val = torch.from_numpy(data.y_val).to(dev)
-            val = (v_val, y_val, scale * v_val @ t0.T)
-        checkpoints = self.selection == "search" and val is not None
+            val = (v_val, torch.from_numpy(data.y_val).to(dev), scale * v_val @ t0.T)
 
         gen = torch.Generator(device="cpu").manual_seed(int(self.random_state))
         n = len(y)
@@ -352,11 +352,14 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             mapped = mapped + self.bias_
         return l2_normalize(mapped)
 
+    def cmm_term(self, X: np.ndarray) -> np.ndarray:
+        """l_cmm = s norm(v') . norm(T)^T for raw features ``X``."""
+        return float(self.logit_scale) * self.transform(X) @ self.prototypes_.T
+
     def decompose(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(l_zs, l_cmm): the two logit terms, so the fusion weight can be re-searched cheaply."""
         check_is_fitted(self, "W_")
-        s = float(self.logit_scale)
-        return s * l2_normalize(X) @ self.zs_prototypes_.T, s * self.transform(X) @ self.prototypes_.T
+        return float(self.logit_scale) * l2_normalize(X) @ self.zs_prototypes_.T, self.cmm_term(X)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """Fused logits l_zs + alpha_ l_cmm (l_cmm alone without fusion), shape (n, C)."""
