@@ -61,7 +61,7 @@ def save_fitted(estimator, path: Path, *, method: str, classes: list[str],
     arrays[META] = np.array(json.dumps(meta))
     path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:  # a unique temporary name: concurrent fits
-        np.savez_compressed(handle, **arrays)
+        np.savez(handle, **arrays)  # not deflated: float features shrink by ~8% for 20x the write time
     return path
 
 

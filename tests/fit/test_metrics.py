@@ -27,3 +27,12 @@ def test_no_top5_below_five_classes():
     logits = np.eye(4)
     m = accuracy_metrics(logits, np.arange(4), n_classes=4)
     assert "test_top5" not in m and m["test_top1"] == 100.0 == m["test_mean_per_class"]
+
+
+def test_top5_matches_a_full_sort():
+    rng = np.random.default_rng(3)
+    logits = rng.standard_normal((400, 30)).astype(np.float32)
+    y = rng.integers(0, 30, 400)
+    ranked = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+    expected = (ranked == y[:, None]).any(1).mean() * 100
+    assert accuracy_metrics(logits, y, n_classes=30)["test_top5"] == pytest.approx(expected)
