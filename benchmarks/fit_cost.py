@@ -12,7 +12,7 @@ min(16, 4) = 4 shots per class as in CoOp. Each (condition, jobs) cell runs in a
 ``--jobs 1`` fits in the cell's own process under the thread policy (stages/fit/estimator.py);
 ``--jobs N`` sends the fits to N worker processes of one torch thread each (stages/fit/parallel.py), as
 ``pipeline fit --jobs N`` does. The cell's wall time is what a user waits for all its fits.
-Writes benchmarks/results/fit_cost.json.
+Writes benchmarks/results/fit_cost.json (``--out`` names another file there).
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main() -> None:
     parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")
     parser.add_argument("--conditions", default="quiet,loaded", help="quiet and/or loaded (one competing process)")
     parser.add_argument("--warm-up", action="store_true", help="one small CMM fit before timing (hides imports)")
+    parser.add_argument("--out", default=RESULTS.name, help=f"result file name under benchmarks/results (default {RESULTS.name})")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
     args = parser.parse_args()
     args.classes = [int(c) for c in args.classes.split(",")]
@@ -106,10 +107,11 @@ def main() -> None:
     print("\n| jobs | quiet s | loaded s | loaded / quiet |\n|---:|---:|---:|---:|")
     for jobs, r in ratios.items():
         print(f"| {jobs} | {r['quiet']:.2f} | {r['loaded']:.2f} | {r['ratio']:.2f} |")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "cells": cells,
-                                   "loaded_over_quiet": ratios}, indent=2))
-    print(f"\nwrote {RESULTS}")
+    out = RESULTS.parent / Path(args.out).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "cells": cells,
+                               "loaded_over_quiet": ratios}, indent=2))
+    print(f"\nwrote {out}")
 
 
 def _passed(args: argparse.Namespace) -> list[str]:

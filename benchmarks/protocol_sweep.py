@@ -9,7 +9,7 @@ Each set has the class count and test size of the real benchmark (protocol.md) a
 ``make_clip_like``; ``fit_runs`` does exactly what ``pipeline fit --method ... --jobs N`` does (sampling, val
 search, test scoring, gap measures, records). Each (condition, jobs) cell runs in a fresh process; ``loaded``
 starts one busy-loop process before the cell and kills it after (benchmarks/common.py).
-Writes benchmarks/results/protocol_sweep.json.
+Writes benchmarks/results/protocol_sweep.json (``--out`` names another file there).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")
     parser.add_argument("--conditions", default="quiet,loaded", help="quiet and/or loaded (one competing process)")
+    parser.add_argument("--out", default=RESULTS.name, help=f"result file name under benchmarks/results (default {RESULTS.name})")
     parser.add_argument("--cell", help=argparse.SUPPRESS)  # internal: run one cell, print its JSON
     args = parser.parse_args()
     passed = ["--datasets", args.datasets, "--methods", args.methods, "--shots", args.shots, "--seeds", args.seeds]
@@ -86,10 +87,11 @@ def main() -> None:
         print(f"| {c['condition']} | {c['jobs']} | {c['total_minutes']:.2f} |")
     for jobs, r in ratios.items():
         print(f"jobs {jobs}: loaded / quiet = {r['ratio']:.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "methods": args.methods,
-                                   "cells": cells, "loaded_over_quiet": ratios}, indent=2))
-    print(f"wrote {RESULTS}")
+    out = RESULTS.parent / Path(args.out).name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"machine": machine(), "command": " ".join(sys.argv), "methods": args.methods,
+                               "cells": cells, "loaded_over_quiet": ratios}, indent=2))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

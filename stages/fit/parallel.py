@@ -3,16 +3,19 @@
 Workers start from a clean interpreter (``forkserver`` where the platform has it, else ``spawn``), never by a
 plain ``fork`` of the parent, so no HDF5 handle, OpenMP pool or lock crosses into them; the cache reader opens
 its file lazily in each worker. The shared context (feature source, text features, options) is sent once per
-worker, the units one by one. On Linux each worker dies with its parent (``PR_SET_PDEATHSIG``), so a killed
-sweep leaves no orphan fitting on.
+worker, the units one by one. Each worker watches the sweep's process and exits when it ends, however it ends
+(a SIGKILL included): a worker's parent is the forkserver, not the sweep, so the kernel's parent-death signal
+would not reach it, and an idle worker holds its own end of the task queue, so it would wait forever. With
+the workers gone the forkserver sees its last client leave and exits too: a killed sweep leaves no process.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import signal
-import sys
+import select
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -45,7 +48,7 @@ def run_units(unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[
         # process imports torch._dynamo: about 1.4 s per worker otherwise)
         mp_context.set_forkserver_preload(["torch", "torch._dynamo", unit_fn.__module__])
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context, initializer=_start_worker,
-                               initargs=(context,))
+                               initargs=(context, os.getpid()))
     try:
         pending = {pool.submit(_run_unit, unit_fn, unit): index for index, unit in enumerate(units)}
         while pending:
@@ -62,11 +65,11 @@ def run_units(unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _start_worker(context: Any) -> None:
-    """Worker set-up: keep the shared context, one intra-op torch thread, die with the parent."""
+def _start_worker(context: Any, sweep_pid: int) -> None:
+    """Worker set-up: keep the shared context, one intra-op torch thread, end with the sweep's process."""
     global _CONTEXT
     _CONTEXT = context
-    _die_with_parent()
+    _exit_with(sweep_pid)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # libraries loaded from now on
         os.environ[name] = "1"
     import torch
@@ -88,16 +91,34 @@ def _run_unit(unit_fn: Callable[[Any, Any], Any], unit: Any) -> Any:
     return unit_fn(_CONTEXT, unit)
 
 
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this worker when its parent exits (no-op elsewhere)."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        import ctypes
+def _exit_with(pid: int) -> None:
+    """End this process as soon as process ``pid`` ends: a daemon thread waits on a pidfd (Linux), else polls.
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent was already gone before the request took effect
+    Exiting mid-fit is safe: records are written whole or not at all (temporary names, then a rename).
+    """
+    if not _alive(pid):
         os._exit(1)
+    try:
+        handle = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # not Linux >= 5.3: poll once a second
+        handle = None
+
+    def wait_then_exit() -> None:
+        if handle is not None:
+            select.select([handle], [], [])  # readable once the process has ended (a zombie counts as ended)
+        else:
+            while _alive(pid):
+                time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=wait_then_exit, name="exit-with-sweep", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True

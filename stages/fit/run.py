@@ -269,7 +269,10 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
         from stages.fit.parallel import run_units
 
         progress(f"{sum(map(len, todo))} fit(s) in {workers} worker processes")
-        for _, result in run_units(fit_unit, sweep, todo, workers):
+        # largest units first (their cost grows with the shots): the last round is then short, not a 16-shot unit
+        # that one worker fits while the others idle
+        largest_first = sorted(todo, key=lambda unit: -unit[0].shots)
+        for _, result in run_units(fit_unit, sweep, largest_first, workers):
             for notice in result.notices:
                 progress(notice)
             for fit, message, written in result.fits:

@@ -48,6 +48,38 @@ def assert_same_sweep(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(npz_a[key], npz_b[key], err_msg=f"{name}: {key}")
 
 
+def descendants(pid: int) -> set[int]:
+    """Every living process below ``pid`` (its forkserver and the workers under it), from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """The ``pids`` that still run (zombies, which only wait to be reaped, count as ended)."""
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
 def test_two_jobs_write_the_records_of_one(tmp_path):
     source = sweep_child.source()
     sweep = dict(sweep_child.SWEEP, shots=[1, 4], seeds=[1, 2])
@@ -73,9 +105,16 @@ def test_sigkill_mid_sweep_keeps_whole_records_and_a_rerun_completes(tmp_path):
         assert child.poll() is None, child.stderr.read().decode()
         assert time.monotonic() < deadline, "the sweep wrote no record in time"
         time.sleep(0.005)
+    below = descendants(child.pid) if sys.platform.startswith("linux") else set()
     os.kill(child.pid, signal.SIGKILL)
     child.wait()
-    time.sleep(2.0)  # the workers die with their parent: nothing is written after this
+    time.sleep(2.0)  # the workers end with the sweep: nothing is written after this
+    if sys.platform.startswith("linux"):
+        assert len(below) >= 3, f"expected a forkserver and two workers under the sweep, found {below}"
+        deadline = time.monotonic() + 10
+        while running(below) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not running(below), f"processes of the killed sweep are still running: {running(below)}"
     finished = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     time.sleep(2.0)
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == finished, "orphan workers kept writing"
