@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from common import machine, run_cells  # benchmarks/common.py
+from stages.fit.methods import DEFAULT_METHODS  # numpy only: the methods pipeline fit runs by default
 
 RESULTS = Path(__file__).parent / "results" / "fit_cost.json"
 
@@ -82,7 +83,7 @@ def cell(args: argparse.Namespace, jobs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--classes", default="10,100,1000")
-    parser.add_argument("--methods", default="cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f")
+    parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")

@@ -90,7 +90,11 @@ SMALL_WORK = 1_000_000_000
 #: that answer is reused (a fit's grid points ask again and again within a second).
 SAMPLE_SECONDS = 0.05
 SAMPLE_REUSE_SECONDS = 1.0
+#: the previous /proc/stat reading serves as the start of the next window up to this age (a sweep asks every
+#: second or so, so it rarely has to wait for a fresh window).
+READING_MAX_AGE = 5.0
 _last_sample: tuple[float, float] | None = None  # (monotonic time, free cores)
+_last_reading: tuple[float, dict, float] | None = None  # (monotonic time, per-CPU ticks, own CPU seconds)
 
 
 @contextmanager
@@ -112,21 +116,53 @@ def cpu_threads_for(work: float, device: str) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+@contextmanager
+def numpy_threads() -> Iterator[None]:
+    """Run numpy's BLAS (scoring, gap measures, CMM's candidate logits, GDA) on ``idle_threads()`` threads.
+
+    Left alone, OpenBLAS keeps one thread per core whatever the load, and under one competing process its
+    threads wait for each other at every barrier (issue 14). No floor for small problems here: OpenBLAS
+    already runs small products on one thread. Restored afterwards.
+    """
+    with _blas_pools().limit(limits=idle_threads()):
+        yield
+
+
+_BLAS_POOLS = None
+
+
+def _blas_pools():
+    """numpy's BLAS thread pools, found once per process (threadpoolctl: a dependency of scikit-learn)."""
+    global _BLAS_POOLS
+    if _BLAS_POOLS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS_POOLS = ThreadpoolController().select(user_api="blas")
+    return _BLAS_POOLS
+
+
 def threads_for(work: float, device: str) -> int:
     """Intra-op threads for a CPU pass of ``work`` multiply-adds: several only where they pay off.
 
-    One thread below ``SMALL_WORK``. Above it, as many as torch is configured for, but never more than the
-    cores this process may use (its affinity mask) nor more than are idle now: a thread that shares its core
-    with another busy process is descheduled for whole time slices, and every other thread waits for it at
-    each barrier, which made fits 5-10x slower under one competing job (issue 14). Inside ``fit --jobs N``
-    workers torch is set to one thread, so this always answers 1 there. Thread counts do not change the
+    One thread below ``SMALL_WORK``; above it, ``idle_threads()``. Thread counts do not change the
     results here (torch's CPU kernels split rows, not sums, across threads: checked bit for bit for CMM,
     Tip-Adapter-F and the linear probe at 200 classes).
     """
-    configured = torch.get_num_threads()
     if torch.device(device).type != "cpu":
-        return configured
-    if work < SMALL_WORK or configured <= 1:
+        return torch.get_num_threads()
+    if work < SMALL_WORK:
+        return 1
+    return idle_threads()
+
+
+def idle_threads() -> int:
+    """As many threads as torch is configured for, but never more than the cores this process may use (its
+    affinity mask) nor more than are idle now: a thread that shares its core with another busy process is
+    descheduled for whole time slices, and every other thread waits for it at each barrier, which made fits
+    5-10x slower under one competing job (issue 14). Inside ``fit --jobs N`` workers torch is set to one
+    thread, so this always answers 1 there."""
+    configured = torch.get_num_threads()
+    if configured <= 1:
         return 1
     from stages.fit.parallel import usable_cores
 
@@ -137,11 +173,13 @@ def threads_for(work: float, device: str) -> int:
 
 
 def free_cores() -> float:
-    """Cores of this process's affinity mask not kept busy by OTHER processes, sampled over a short window.
+    """Cores of this process's affinity mask not kept busy by OTHER processes, over the recent past.
 
-    Read from /proc/stat (Linux); where it cannot be read, every usable core counts as free.
+    Read from /proc/stat (Linux): the CPU time since the previous reading when that is between
+    ``SAMPLE_SECONDS`` and ``READING_MAX_AGE`` old (no waiting), else over a fresh ``SAMPLE_SECONDS`` window.
+    Where /proc/stat cannot be read, every usable core counts as free.
     """
-    global _last_sample
+    global _last_sample, _last_reading
     now = time.monotonic()
     if _last_sample is not None and now - _last_sample[0] < SAMPLE_REUSE_SECONDS:
         return _last_sample[1]
@@ -150,12 +188,15 @@ def free_cores() -> float:
     cores = usable_cores()
     try:
         cpus = sorted(os.sched_getaffinity(0))
-        before, own_before = _cpu_times(cpus), _own_cpu_seconds()
-        time.sleep(SAMPLE_SECONDS)
-        after, own_after = _cpu_times(cpus), _own_cpu_seconds()
+        reading = (now, _cpu_times(cpus), _own_cpu_seconds())
+        base = _last_reading
+        if base is None or set(base[1]) != set(cpus) or not SAMPLE_SECONDS <= now - base[0] <= READING_MAX_AGE:
+            time.sleep(SAMPLE_SECONDS)
+            base, reading = reading, (time.monotonic(), _cpu_times(cpus), _own_cpu_seconds())
     except (OSError, AttributeError, ValueError):
         return float(cores)
-    busy = total = 0.0
+    (_, before, own_before), (_, after, own_after) = base, reading
+    busy = 0.0
     for cpu in cpus:
         (busy_a, total_a), (busy_b, total_b) = before[cpu], after[cpu]
         if total_b > total_a:
@@ -164,7 +205,7 @@ def free_cores() -> float:
     window = max(1e-9, sum(after[c][1] - before[c][1] for c in cpus) / max(1, len(cpus)) / ticks)
     own = (own_after - own_before) / window
     free = max(0.0, min(float(cores), cores - max(0.0, busy - own)))
-    _last_sample = (now, free)
+    _last_sample, _last_reading = (now, free), reading
     return free
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from cache.lock import WriteLock
 from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
-from stages.fit.estimator import top1
+from stages.fit.estimator import numpy_threads, top1
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.methods import make_estimator, method_label
 from stages.fit.metrics import accuracy_metrics
@@ -308,17 +308,19 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         estimator = make_estimator(method, sweep.text, source.logit_scale, random_state=seed,
                                    ablation=ablation if method == "cmm" else None, device=sweep.device)
         started = time.perf_counter()
-        estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
+        with numpy_threads():  # numpy's share of the fit; each method sets torch's threads for its own passes
+            estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
         seconds = time.perf_counter() - started
         # -- everything above chose the model on train and val; the test split is read from here on --
         X_test, y_test = sweep.test.get()
-        metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
+        with numpy_threads():
+            metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
+            shift = {name: shift_top1(estimator, len(classes), other) for name, other in sweep.shifts.items()}
+            gap, projection = _gap(estimator, X_test, y_test, sweep.text, seed)
         test_top1 = metrics["test_top1"]
         metrics["val_top1"] = getattr(estimator, "val_top1_", None)
-        shift = {name: shift_top1(estimator, len(classes), other) for name, other in sweep.shifts.items()}
         if shift:
             metrics["shift"] = shift
-        gap, projection = _gap(estimator, X_test, y_test, sweep.text, seed)
         record = RunRecord(
             dataset=source.dataset, model=info["model"], weights=info["weights"],
             random_weights=bool(info.get("random_weights", False)), method=method, method_label=fit.label,

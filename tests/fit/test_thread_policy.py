@@ -10,13 +10,14 @@ import pytest
 import torch
 
 from stages.fit import estimator
-from stages.fit.estimator import SMALL_WORK, cpu_threads_for, free_cores, threads_for
+from stages.fit.estimator import SMALL_WORK, cpu_threads_for, free_cores, numpy_threads, threads_for
 from stages.fit.parallel import usable_cores
 
 
 @pytest.fixture(autouse=True)
 def fresh_sample(monkeypatch):
     monkeypatch.setattr(estimator, "_last_sample", None)
+    monkeypatch.setattr(estimator, "_last_reading", None)
     threads = torch.get_num_threads()
     yield
     torch.set_num_threads(threads)
@@ -47,7 +48,7 @@ def test_busy_cores_get_one_thread():
         time.sleep(0.3)
         torch.set_num_threads(max(2, usable_cores()))
         assert free_cores() < usable_cores() - 0.5
-        estimator._last_sample = None
+        estimator._last_sample = estimator._last_reading = None
         assert threads_for(1000 * SMALL_WORK, "cpu") < max(2, usable_cores()) or usable_cores() == 1
     finally:
         for hog in hogs:
@@ -77,3 +78,34 @@ def test_a_large_cmm_fit_gives_the_same_bits_on_one_and_on_two_threads(monkeypat
         logits.append(cmm.decision_function(Xt))
     assert used == [1, min(2, usable_cores())]
     np.testing.assert_array_equal(logits[0], logits[1])
+
+
+def test_numpy_blas_follows_the_idle_cores_and_is_restored(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+    before = blas_threads()
+    assert before, "numpy has no BLAS pool that threadpoolctl can see"
+    torch.set_num_threads(2)
+    monkeypatch.setattr(estimator, "free_cores", lambda: 0.0)  # every core busy with other processes
+    with numpy_threads():
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+    monkeypatch.setattr(estimator, "free_cores", lambda: float(usable_cores()))  # an idle machine
+    with numpy_threads():
+        assert set(blas_threads()) == {min(2, usable_cores())}
+    torch.set_num_threads(1)  # as in a fit --jobs worker
+    with numpy_threads():
+        assert set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+
+def test_the_load_is_read_without_waiting_when_a_recent_reading_exists(monkeypatch):
+    free_cores()  # the first reading waits one window
+    estimator._last_sample = None  # as if the cached answer had expired
+    slept = []
+    monkeypatch.setattr(estimator.time, "sleep", slept.append)
+    estimator._last_reading = (estimator._last_reading[0] - 0.5, *estimator._last_reading[1:])  # 0.5 s old
+    assert 0.0 <= free_cores() <= usable_cores() and slept == []
