@@ -48,36 +48,32 @@ def assert_same_sweep(a: Path, b: Path) -> None:
             np.testing.assert_array_equal(npz_a[key], npz_b[key], err_msg=f"{name}: {key}")
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first, then the parent's pid), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def running(pids) -> set[int]:
+    """The ``pids`` that still run (zombies, which only wait to be reaped, count as ended)."""
+    return {pid for pid in pids if (fields := stat_fields(pid)) is not None and fields[0] != "Z"}
+
+
 def descendants(pid: int) -> set[int]:
-    """Every living process below ``pid`` (its forkserver and the workers under it), from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] != "Z":
-                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    """Every running process below ``pid`` (its forkserver and the workers under it), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for child in running(int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()):
+        fields = stat_fields(child)
+        if fields is not None:
+            parents.setdefault(int(fields[1]), []).append(child)
     found, todo = set(), [pid]
     while todo:
         for child in parents.get(todo.pop(), []):
             found.add(child)
             todo.append(child)
     return found
-
-
-def running(pids: set[int]) -> set[int]:
-    """The ``pids`` that still run (zombies, which only wait to be reaped, count as ended)."""
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
 
 
 def test_two_jobs_write_the_records_of_one(tmp_path):
