@@ -7,10 +7,16 @@ worker, the units one by one. Each worker watches the sweep's process and exits 
 (a SIGKILL included): a worker's parent is the forkserver, not the sweep, so the kernel's parent-death signal
 would not reach it, and an idle worker holds its own end of the task queue, so it would wait forever. With
 the workers gone the forkserver sees its last client leave and exits too: a killed sweep leaves no process.
+
+No child imports from the working folder: the forkserver, spawned workers and multiprocessing's resource
+tracker start as ``python -c ...``, which puts the working folder first on ``sys.path``, so a ``cache/``
+folder (as ``--cache-dir cache`` makes) or a ``stages.py``, ``numpy.py`` or ``torch.py`` there would be
+imported, and run, in place of ours. They start with ``PYTHONSAFEPATH=1`` (Python 3.11+), which leaves it off.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import select
@@ -47,6 +53,26 @@ def run_units(unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[
     if method == "forkserver":  # import once in the server, not in every worker (the first optimiser of a
         # process imports torch._dynamo: about 1.4 s per worker otherwise)
         mp_context.set_forkserver_preload(["torch", "torch._dynamo", unit_fn.__module__])
+    with safe_child_path():
+        yield from _run_pool(mp_context, unit_fn, context, units, jobs)
+
+
+@contextlib.contextmanager
+def safe_child_path() -> Iterator[None]:
+    """Python interpreters started meanwhile leave the working folder off their import path."""
+    before = os.environ.get("PYTHONSAFEPATH")
+    os.environ["PYTHONSAFEPATH"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONSAFEPATH", None)
+        else:
+            os.environ["PYTHONSAFEPATH"] = before
+
+
+def _run_pool(mp_context: Any, unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[Any],
+              jobs: int) -> Iterator[tuple[int, Any]]:
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context, initializer=_start_worker,
                                initargs=(context, os.getpid()))
     try:
