@@ -58,7 +58,8 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--subset-seeds", default="1,2,3", show_default=True, callback=positive_int_list,
               help="Seeds of those subsets.")
 @click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
-@click.option("--workers", type=click.IntRange(min=0), help="DataLoader workers (default: cores - 1, max 8).")
+@click.option("--workers", type=click.IntRange(min=0),
+              help="DataLoader workers (default: on a GPU every core but two; on the CPU cores - 1, max 8).")
 @click.option("--precision", default="auto", show_default=True,
               type=click.Choice(["auto", "fp32", "fp16", "bf16", "amp", "amp_bf16"]),
               help="auto: amp (fp16 autocast) on GPU, fp32 on CPU.")
@@ -70,13 +71,18 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--fast-decode", is_flag=True,
               help="Decode large JPEGs at reduced scale (1/2-1/8, both sides >= the model's input): faster, "
                    "features slightly different from open_clip's exact preprocessing (see BENCHMARKS.md).")
+@click.option("--decode", default="auto", show_default=True, type=click.Choice(["auto", "pil", "tensor"]),
+              help="pil: Pillow + the model's transform in the workers (exact open_clip preprocessing); tensor: "
+                   "JPEGs decoded in batches on the device (nvjpeg on CUDA), resized there with Pillow's "
+                   "algorithm, other files by Pillow; auto: tensor on CUDA, pil on the CPU (BENCHMARKS.md). "
+                   "Part of the cache key.")
 @click.option("--force", is_flag=True, help="Rebuild the cache file from scratch.")
 @click.option("--download", "fetch_dataset", is_flag=True,
               help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
                    "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
 def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
-            skip_bad, wait, fast_decode, force, fetch_dataset) -> None:
+            skip_bad, wait, fast_decode, decode, force, fetch_dataset) -> None:
     """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
 
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
@@ -104,7 +110,7 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
         splits=splits, template_sets=template_sets, aug_views=aug_views, aug_seed=aug_seed,
         train_subset=(subset_shots, subset_seeds) if subset_shots else None, batch_size=batch_size,
         workers=workers, precision=precision, device=device, store_dtype=store_dtype, weights_tag=weights_tag,
-        skip_bad=skip_bad, fast_decode=fast_decode, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
+        skip_bad=skip_bad, fast_decode=fast_decode, decode=decode, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
     )
     run_extract(request, progress=click.echo)
 

@@ -32,6 +32,7 @@ def info(cache_file: Path) -> None:
         click.echo(f"name:    {name}  (runs and report files use it)")
     if attrs.get("random_weights"):
         click.secho("weights: RANDOM (--pretrained none): features are not CLIP features", fg="yellow")
+    click.echo(f"decoder: {_decoder(attrs, reader.key_fields)}")
     click.echo(f"key:     {_text(reader.key)}")
     for name, value in sorted(reader.key_fields.items()):
         click.echo(f"  {_text(name)} = {_text(value)}")
@@ -41,6 +42,13 @@ def info(cache_file: Path) -> None:
     _skipped(cache_file, reader)
     missing = incomplete_arrays(reader.file)
     click.echo("complete: yes" if not missing else f"complete: NO (unfinished: {', '.join(missing)})")
+
+
+def _decoder(attrs: dict, key_fields: dict) -> str:
+    """How the images were decoded: the provenance line, else the key's ``decode`` field (absent: Pillow)."""
+    if "decoder" in attrs:
+        return _text(attrs["decoder"])
+    return _text(key_fields.get("decode", "pil"))
 
 
 def _skipped(cache_file: Path, reader: CacheReader) -> None:

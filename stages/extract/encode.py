@@ -10,9 +10,11 @@ from __future__ import annotations
 import bisect
 import contextlib
 import logging
+import queue
+import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cache import BlockArray
 from stages.extract.datasets.base import DatasetReader
+from stages.extract.device_decode import as_list, decode_samples, pillow_sample, read_sample
 from stages.extract.images import BadImageError
 from stages.extract.views import seeded, view_seed
 
@@ -35,6 +38,7 @@ class Runtime:
     workers: int
     skip_bad: bool = False
     shard: tuple[int, int] = (0, 1)
+    decode: str = "pil"  # pil: Pillow + the model's transform in the workers; tensor: see device_decode.py
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.precision in ("amp", "amp_bf16"):
@@ -48,19 +52,24 @@ class Runtime:
 
 
 class ImageSet(Dataset):
-    """Decoded, transformed images of a split, by row; a bad image yields zeros and its error text."""
+    """The images of a split, by row: decoded and transformed (a bad image yields zeros and its error text),
+    or with ``tensor_transform``, what ``--decode tensor`` sends from a worker (``device_pixels`` finishes it).
+    """
 
     def __init__(self, reader: DatasetReader, relpaths: Sequence[str], positions: np.ndarray,
                  transform: Callable, image_size: int, aug_seed: int | None = None, view: int = 0,
-                 draft: int | None = None) -> None:
+                 draft: int | None = None, tensor_transform: Callable | None = None) -> None:
         self.reader, self.relpaths, self.positions = reader, list(relpaths), positions
         self.transform, self.image_size, self.aug_seed, self.view = transform, image_size, aug_seed, view
         self.draft = draft  # reduced-scale JPEG decoding (extract --fast-decode); None: exact
+        self.tensor_transform = tensor_transform
 
     def __len__(self) -> int:
         return len(self.relpaths)
 
-    def __getitem__(self, row: int) -> tuple[torch.Tensor, str]:
+    def __getitem__(self, row: int) -> Any:
+        if self.tensor_transform is not None:
+            return read_sample(self.reader.load_image, self.reader.image_file(self.relpaths[row]), self.relpaths[row])
         try:
             if self.draft:
                 image = self.reader.load_image(self.relpaths[row], draft=self.draft)
@@ -72,6 +81,21 @@ class ImageSet(Dataset):
         if self.aug_seed is not None:
             transform = seeded(transform, view_seed(self.aug_seed, self.view, int(self.positions[row])))
         return transform(image), ""
+
+    def device_pixels(self, samples: Sequence, rows: Sequence[int], device: torch.device) -> tuple[torch.Tensor, list[str]]:
+        """The model's input for the worker ``samples`` of ``rows``, decoded and transformed on ``device``."""
+        images, errors = decode_samples(samples, device, lambda i: pillow_sample(self.reader.load_image,
+                                                                                   self.relpaths[rows[i]]))
+        good = [i for i, image in enumerate(images) if image is not None]
+        pixels = torch.zeros(len(samples), 3, self.image_size, self.image_size, device=device)
+        if good:
+            kept = [images[i] for i in good]
+            if self.aug_seed is None:
+                pixels[good] = self.tensor_transform(kept)
+            else:
+                seeds = [view_seed(self.aug_seed, self.view, int(self.positions[rows[i]])) for i in good]
+                pixels[good] = self.tensor_transform(kept, seeds)
+        return pixels, errors
 
 
 @dataclass
@@ -119,24 +143,97 @@ def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runti
         num_workers=runtime.workers,
         pin_memory=runtime.device.type == "cuda",
         prefetch_factor=4 if runtime.workers > 0 else None,
+        collate_fn=as_list if runtime.decode == "tensor" else None,
     )
+    inputs = _model_inputs(plan, loader, runtime)
+    if runtime.decode == "tensor" and runtime.device.type == "cuda":
+        inputs = _one_batch_ahead(inputs)
     skipped: list[str] = []
     pending: _Pending | None = None
-    for (job, block, _), (pixels, errors) in zip(plan, loader):
-        failed = [i for i, e in enumerate(errors) if e]
-        if failed and not runtime.skip_bad:
-            if pending is not None:
+    try:
+        for job, block, pixels, errors in inputs:
+            failed = [i for i, e in enumerate(errors) if e]
+            if failed and not runtime.skip_bad:
+                if pending is not None:
+                    pending.finish(progress)
+                raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images, "
+                                    "or remove it from the split)")
+            launched = _Pending(job, block, *_launch(model.encode_image, pixels, runtime), failed)
+            if pending is not None:  # the GPU runs this batch while the host stores the previous one
                 pending.finish(progress)
-            raise BadImageError(f"{errors[failed[0]]} (pass --skip-bad to skip unreadable images, "
-                                "or remove it from the split)")
-        launched = _Pending(job, block, *_launch(model.encode_image, pixels, runtime), failed)
-        if pending is not None:  # the GPU runs this batch while the host stores the previous one
-            pending.finish(progress)
-        pending = launched
-        skipped += [errors[i] for i in failed]
+            pending = launched
+            skipped += [errors[i] for i in failed]
+    finally:
+        close = getattr(inputs, "close", None)
+        if close is not None:
+            close()
     if pending is not None:
         pending.finish(progress)
     return skipped
+
+
+def _model_inputs(plan: list, loader: DataLoader, runtime: Runtime) -> Iterator[tuple]:
+    """(job, block, pixels, errors) per planned block: the loader's batch, finished on the device for tensor."""
+    for (job, block, _), batch in zip(plan, loader):
+        if runtime.decode == "tensor":
+            rows = job.array.rows(block)
+            pixels, errors = job.images.device_pixels(batch, range(rows.start, rows.stop), runtime.device)
+            yield job, block, pixels, errors
+        else:
+            pixels, errors = batch
+            yield job, block, pixels, list(errors)
+
+
+def _one_batch_ahead(inputs: Iterator[tuple], depth: int = 2) -> Iterator[tuple]:
+    """Prepare the next batches (decode, resize) on a side CUDA stream in a thread while the model runs.
+
+    Decoding and resizing a batch is hundreds of small kernel launches; in the same thread as the model's
+    they would add their host time to it. The consumer's stream waits for each batch's event, never the host.
+    """
+    side = torch.cuda.Stream()
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            with torch.cuda.stream(side):
+                for item in inputs:
+                    event = torch.cuda.Event()
+                    event.record(side)
+                    while not stop.is_set():
+                        try:
+                            ready.put((item, event), timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+        except BaseException as exc:  # handed to the consumer, raised there
+            ready.put((exc, None))
+            return
+        ready.put((None, None))
+
+    worker = threading.Thread(target=produce, name="decode-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, event = ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            job, block, pixels, errors = item
+            torch.cuda.current_stream().wait_event(event)
+            pixels.record_stream(torch.cuda.current_stream())
+            yield job, block, pixels, errors
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                ready.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        worker.join()
 
 
 @dataclass

@@ -6,6 +6,7 @@ a killed run resumes from its last written block, and ``force`` rebuilds from sc
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from stages.shared.sampling import coop_sample
 from stages.extract.datasets import open_dataset
 from stages.extract.encode import (ImageJob, ImageSet, Runtime, Throughput, encode_jobs, encode_texts,
                                    todo_blocks)
+from stages.extract import tensor_transform
 from stages.extract.models import LoadedModel, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "amp", "amp_bf16")
 STORE_DTYPES = ("float32", "float16")
+DECODERS = ("auto", "pil", "tensor")
 
 
 @dataclass
@@ -59,6 +62,7 @@ class ExtractRequest:
     weights_tag: str | None = None
     skip_bad: bool = False
     fast_decode: bool = False  # JPEGs decoded at reduced scale (features differ slightly; keyed in the cache)
+    decode: str = "auto"  # pil | tensor | auto (tensor on CUDA, pil on the CPU): see decoder_for
     force: bool = False
     wait: float | None = 0.0
     dataset_options: dict = field(default_factory=dict)
@@ -87,11 +91,13 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     runtime = _runtime(request)
     loaded = load_model(request.model, request.pretrained, device=str(runtime.device), weights_tag=request.weights_tag)
     _cast(loaded, runtime)
+    runtime = _with_decoder(runtime, request, loaded, progress)
     key = dict(loaded.key_fields, dataset=request.dataset, listing=reader.fingerprint(),
                precision=runtime.precision if runtime.precision != "auto" else "fp32",
                store_dtype=request.store_dtype)
-    if request.fast_decode:  # other pixels, other features: never mixed with an exactly decoded cache
-        key["decode"] = "jpeg-draft"
+    decoder = decoder_identity(runtime, request.fast_decode)
+    if decoder != "pil":  # other pixels, other features: never mixed with a cache of another decoder
+        key["decode"] = decoder
     path = request.target()
     _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
@@ -102,7 +108,8 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     attrs = {"dataset": request.dataset, "model": loaded.name, "weights": loaded.weights,
              "random_weights": loaded.random_weights, "logit_scale": loaded.logit_scale,
              "argv": request.argv or " ".join(sys.argv), "model_arg": request.model,
-             "pretrained_arg": request.pretrained or "none", "weights_tag": request.weights_tag or ""}
+             "pretrained_arg": request.pretrained or "none", "weights_tag": request.weights_tag or "",
+             "decoder": DECODER_DESCRIPTIONS[decoder]}
     rank, world = runtime.shard
     target = path if world == 1 else _part_target(path, rank, world, request.force)
     with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:
@@ -173,7 +180,47 @@ def _merge_shards(path: Path, key: dict, world: int, rank: int, count: int, skip
     return total, skipped
 
 
+#: what each decoder identity (the cache key's ``decode`` field; absent means pil) did to the pixels
+DECODER_DESCRIPTIONS = {
+    "pil": "pil: Pillow decode + the model's own torchvision transform",
+    "jpeg-draft": "pil with --fast-decode: JPEGs decoded at reduced scale by libjpeg, then the model's transform",
+    "tensor-cuda": "tensor: baseline JPEGs decoded by nvjpeg on CUDA, other files by Pillow; Pillow's resampling "
+                   "on the GPU",
+    "tensor-cpu": "tensor: baseline JPEGs decoded by torchvision's libjpeg-turbo, other files by Pillow; "
+                  "Pillow's resampling as tensor operations",
+}
+
+
+def decoder_identity(runtime: Runtime, fast_decode: bool) -> str:
+    """The decoder as the cache key names it: features of two identities never share a file."""
+    if runtime.decode == "tensor":
+        return f"tensor-{'cuda' if runtime.device.type == 'cuda' else 'cpu'}"
+    return "jpeg-draft" if fast_decode else "pil"
+
+
+def _with_decoder(runtime: Runtime, request: ExtractRequest, loaded: LoadedModel,
+                  progress: Callable[[str], None]) -> Runtime:
+    """Resolve ``--decode auto`` (tensor on CUDA, pil elsewhere: BENCHMARKS.md says why) and check tensor fits."""
+    decode = request.decode
+    if decode == "auto":
+        decode = "tensor" if runtime.device.type == "cuda" and not request.fast_decode else "pil"
+    if decode == "tensor":
+        try:
+            tensor_transform.eval_transform(loaded.preprocess)
+        except tensor_transform.UnsupportedTransform as exc:
+            if request.decode == "tensor":
+                raise RequestError(f"--decode tensor cannot follow this model's preprocessing ({exc}); "
+                                   "use --decode pil") from None
+            progress(f"decoding with Pillow: the tensor path cannot follow this model's preprocessing ({exc})")
+            decode = "pil"
+    return dataclasses.replace(runtime, decode=decode)
+
+
 def _check_request(request: ExtractRequest) -> None:
+    if request.decode not in DECODERS:
+        raise RequestError(f"unknown decoder '{request.decode}' (choose from {', '.join(DECODERS)})")
+    if request.decode == "tensor" and request.fast_decode:
+        raise RequestError("--fast-decode is a Pillow option: use it with --decode pil (or auto), not tensor")
     if request.precision not in PRECISIONS:
         raise RequestError(f"unknown precision '{request.precision}' (choose from {', '.join(PRECISIONS)})")
     if request.store_dtype not in STORE_DTYPES:
@@ -193,8 +240,28 @@ def _runtime(request: ExtractRequest) -> Runtime:
         precision = "amp" if device.startswith("cuda") else "fp32"
     workers = request.workers
     if workers is None:
-        workers = min(8, max(1, (os.cpu_count() or 2) - 1))
+        workers = default_workers(device)
     return Runtime(torch.device(device), precision, workers, request.skip_bad, request.shard)
+
+
+def default_workers(device: str) -> int:
+    """DataLoader workers when none are asked for (the rule measured in BENCHMARKS.md, GPU extraction).
+
+    On a GPU the workers feed the device, and the main process needs a core to drive it (and one for the
+    pin-memory thread): every core but two. On the CPU the model itself needs the cores: at most 8 workers,
+    one core left to the model.
+    """
+    cores = _usable_cores()
+    if device.startswith("cuda"):
+        return max(1, cores - 2)
+    return min(8, max(1, cores - 1))
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _cast(loaded: LoadedModel, runtime: Runtime) -> None:
@@ -306,13 +373,18 @@ def _encode_all(writer, reader, loaded: LoadedModel, arrays: _Arrays, runtime: R
                 meter: Throughput) -> list[str]:
     jobs: list[ImageJob] = []
     aug = augment_transform(loaded.image_size, loaded.mean, loaded.std)
+    tensor_forms = {}
+    if runtime.decode == "tensor":
+        tensor_forms = {None: tensor_transform.eval_transform(loaded.preprocess),
+                        "aug": tensor_transform.augment_transform(aug)}
     for split, array, bad, lead, view in arrays.entries:
         positions = writer.file[image(split, "positions")][()]
         relpaths = [str(p) for p in writer.file[image(split, "paths")].asstr()[()][positions]]
         transform = loaded.preprocess if view is None else aug
         images = ImageSet(reader, relpaths, positions, transform, loaded.image_size,
                          aug_seed=None if view is None else request.aug_seed, view=view or 0,
-                         draft=loaded.image_size if request.fast_decode and view is None else None)
+                         draft=loaded.image_size if request.fast_decode and view is None else None,
+                         tensor_transform=tensor_forms.get(None if view is None else "aug"))
         jobs.append(ImageJob(images, array, lead, bad))
     return encode_jobs(loaded.model, jobs, runtime, progress=meter)  # one DataLoader for every split and view
 

@@ -22,7 +22,8 @@ def request_for(split_file, cache_dir, **overrides) -> ExtractRequest:
 
 
 def test_cache_matches_split_and_direct_forward(coop_dataset, tmp_path, tiny_model_name):
-    result = extract(request_for(coop_dataset, tmp_path / "cache"), progress=lambda _: None)
+    # on the CPU in fp32, as the direct forward below (with a GPU, auto means cuda, amp and the tensor decoder)
+    result = extract(request_for(coop_dataset, tmp_path / "cache", device="cpu"), progress=lambda _: None)
     split = json.loads(coop_dataset.read_text())
     cache = FeatureCache(result.path)
     assert cache.classes == ["red fox", "blue jay", "green frog"]

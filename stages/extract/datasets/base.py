@@ -91,6 +91,10 @@ class DatasetReader:
         """
         return load_rgb(self.image_root / relpath, draft=draft)
 
+    def image_file(self, relpath: str) -> Path | None:
+        """The file behind ``relpath``, for decoders that read bytes themselves (None: images are not files)."""
+        return self.image_root / relpath
+
     def validate(self, splits: Iterable[str] | None = None) -> None:
         """Check listings and files of ``splits`` (default: all) before encoding; raise on the first problem."""
         chosen = tuple(self.splits if splits is None else splits)

@@ -60,6 +60,10 @@ class DigitsReader(ListedReader):
         small = Image.fromarray(grey)
         return small.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC).convert("RGB")
 
+    def image_file(self, relpath: str) -> None:
+        """Digits are arrays, not files: every decoder draws them with ``load_image``."""
+        return None
+
     def _index(self, relpath: str) -> int | None:
         """The sample index a path names, or None when it names none."""
         match = _PATH.fullmatch(relpath) if isinstance(relpath, str) else None
