@@ -198,9 +198,12 @@ def test_a_transform_without_an_exact_tensor_form_is_refused():
 
 @pytest.fixture(scope="module")
 def odd_dataset(tmp_path_factory) -> Path:
+    return write_odd_dataset(tmp_path_factory.mktemp("odd"))
+
+
+def write_odd_dataset(root: Path) -> Path:
     """A two-class split of real-looking files: photos as baseline, progressive, 4:4:4, greyscale, CMYK and
-    EXIF-rotated JPEGs, a PNG with alpha, and one truncated JPEG in test (a bad file)."""
-    root = tmp_path_factory.mktemp("odd")
+    EXIF-rotated JPEGs, a PNG with alpha, and one truncated JPEG in test (a bad file); returns the split file."""
     images = root / "images"
     images.mkdir()
     variants = {
