@@ -1,25 +1,38 @@
-"""GPU figures: ViT-B-16 extraction images/s end to end and bare forward (fp16, batch 256), and the CMM fit
-at 1000 classes x 16 shots; prints and records the card. Run it whenever a GPU is available:
+"""Stage one on a GPU: ``pipeline extract`` images/s beside the bare forward and the decode ceilings, per
+model and decoder, the feature difference between the decoders on photographs, and the CMM fit on cuda.
 
-    .venv/bin/python benchmarks/gpu_extract.py [--images 4096] [--batch-size 256] [--workers N]
+    .venv/bin/python benchmarks/gpu_extract.py [--models ViT-B-16,ViT-L-14] [--images 16384] [--out NAME]
 
-End to end is ``extract()`` on generated 500x375 JPEGs (decode, preprocess, DataLoader with pinned memory,
-fp16 forward, HDF5 writes); bare forward encodes the same images already preprocessed and resident on the
-GPU. Weights are random (``--pretrained none``): speed does not depend on their values.
-``--device cpu --model tests/assets/tiny-test-clip.json --images 16 --batch-size 8 --classes 20`` is a
-smoke run of the script itself on a machine without a GPU.
+For each model (fp16, batch 256, random weights: speed does not depend on their values):
+- bare forward: ``encode_image`` on preprocessed images already on the GPU;
+- ``extract()`` end to end on generated 500x375 JPEGs (the size of a typical benchmark photo) with
+  ``--decode pil`` and ``--decode tensor`` at the default worker count (and, for the first model, pil with the
+  previous default of 8 workers); images/s from the start (workers' start-up included) and steady
+  (after the first block); the first model also on photo-like JPEGs of mixed sizes;
+- the ceilings without a model: a plain DataLoader with open_clip's val transform (the CPU's decode
+  ceiling) and the tensor path's decode + resize on the GPU.
+The feature check encodes crops of real photographs (scikit-learn's sample photos, and scikit-image's when
+installed) with ViT-B-16 in fp32 and amp, pil and tensor, and reports per split the cosine and largest
+absolute difference of the features, and how many zero-shot predictions change: the decoder's change
+beside amp's (the default precision's float noise).
+
+``--device cpu --models tests/assets/tiny-test-clip.json --images 48 --photos 24 --classes 20`` is a smoke
+run of the script itself on a machine without a GPU.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import multiprocessing
 import time
 from pathlib import Path
 
 import click
+import numpy as np
 import torch
 
-from common import make_images, table, write_result
-from extract_efficiency import preprocessed
+from common import ROOT, table, write_result
 
 
 def sync(device: torch.device) -> None:
@@ -27,22 +40,185 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def bare_forward(model: torch.nn.Module, pixels: torch.Tensor, batch_size: int, device: torch.device,
-                 dtype: torch.dtype) -> float:
-    """Images/s of ``encode_image`` on images already on the device, one sync at the end."""
+def _write_jpeg(task: tuple[Path, int, tuple[int, int], int]) -> None:
+    from PIL import Image
+
+    path, seed, size, quality = task
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0: size[1], 0: size[0]].astype(np.float32)
+    a, b, c = rng.uniform(0.005, 0.05, 3)
+    base = np.stack([np.sin(a * xx + seed), np.cos(b * yy), np.sin(c * (xx + yy))], axis=-1) * 100 + 128
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, quality=quality)
+
+
+def generated(folder: Path, count: int, mixed: bool = False, classes: int = 10) -> Path:
+    """``folder/<class>/<i>.jpg``: ``count`` photo-like JPEGs, 500x375 or of mixed sizes; made in parallel, reused."""
+    marker = folder / f".made-{count}-{'mixed' if mixed else '500x375'}"
+    if marker.exists():
+        return folder
+    rng = np.random.default_rng(1)
+    common = [(500, 375), (375, 500), (500, 333), (333, 500), (640, 480), (500, 500)]
+    tasks = []
+    for i in range(count):
+        if not mixed:
+            size = (500, 375)
+        elif rng.random() < 0.7:
+            size = common[int(rng.integers(len(common)))]
+        else:
+            size = (int(rng.integers(250, 900)), int(rng.integers(250, 900)))
+        tasks.append((folder / f"class_{i % classes:02d}" / f"{i:06d}.jpg", i, size, 90))
+    with multiprocessing.get_context("fork").Pool() as pool:
+        pool.map(_write_jpeg, tasks, chunksize=64)
+    marker.touch()
+    return folder
+
+
+def photo_split(root: Path, count: int) -> Path:
+    """A folder dataset of crops of real photographs, one class per photograph, as JPEGs of many sizes."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    pictures = list(load_sample_images().images)
+    try:
+        import skimage.data as sk
+
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field"):
+            picture = getattr(sk, name)()
+            if picture.ndim == 3 and picture.shape[2] == 3:
+                pictures.append(picture)
+    except Exception:  # scikit-image is optional here
+        pass
+    rng = np.random.default_rng(0)
+    split: dict[str, list] = {"train": [], "val": [], "test": []}
+    for i in range(count):
+        label = i % len(pictures)
+        pixels = pictures[label]
+        height, width = pixels.shape[:2]
+        scale = rng.uniform(0.35, 0.9)
+        h, w = int(height * scale), int(width * scale)
+        top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+        crop = Image.fromarray(pixels[top:top + h, left:left + w])
+        side = int(rng.integers(240, 640))
+        crop = crop.resize((side, int(side * h / w)), Image.BICUBIC)
+        part = ("train", "val", "test")[i % 3]
+        rel = f"{part}/{label}/{i:05d}.jpg"
+        (root / "images" / rel).parent.mkdir(parents=True, exist_ok=True)
+        crop.save(root / "images" / rel, quality=int(rng.integers(75, 96)))
+        split[part].append([rel, label, f"photo {label}"])
+    (root / "split.json").write_text(json.dumps(split))
+    return root / "split.json"
+
+
+def bare_forward(model: torch.nn.Module, pixels: torch.Tensor, images: int, batch_size: int,
+                 device: torch.device, dtype: torch.dtype) -> float:
+    """Images/s of ``encode_image`` on preprocessed images resident on the device (batches cycled to ``images``)."""
     pixels = pixels.to(device, dtype)
+    batches = max(1, images // batch_size)
     with torch.inference_mode():
         model.encode_image(pixels[:batch_size])  # warm-up: kernel selection, allocator
         sync(device)
         start = time.perf_counter()
-        for first in range(0, len(pixels), batch_size):
-            model.encode_image(pixels[first : first + batch_size])
+        for b in range(batches):
+            first = (b * batch_size) % max(1, len(pixels) - batch_size + 1)
+            model.encode_image(pixels[first: first + batch_size])
         sync(device)
-    return len(pixels) / (time.perf_counter() - start)
+    return batches * batch_size / (time.perf_counter() - start)
+
+
+def cpu_ceiling(folder: Path, preprocess, workers: int, batch_size: int) -> float:
+    """Images/s of a plain DataLoader with the model's own transform, no model: the CPU's decode ceiling."""
+    from PIL import Image
+    from torch.utils.data import DataLoader, Dataset
+
+    paths = sorted(folder.glob("*/*.jpg"))
+
+    class Files(Dataset):
+        def __len__(self) -> int:
+            return len(paths)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            return preprocess(Image.open(paths[i]).convert("RGB"))
+
+    loader = DataLoader(Files(), batch_size=batch_size, num_workers=workers, prefetch_factor=4 if workers else None)
+    start, count = time.perf_counter(), 0
+    for batch in loader:
+        count += len(batch)
+    return count / (time.perf_counter() - start)
+
+
+def gpu_ceiling(folder: Path, preprocess, image_size: int, workers: int, batch_size: int,
+                device: torch.device) -> float:
+    """Images/s of the tensor path without a model: workers read bytes, the device decodes and resizes."""
+    from torch.utils.data import DataLoader
+
+    from stages.extract.datasets import open_dataset
+    from stages.extract.device_decode import as_list
+    from stages.extract.encode import ImageSet
+    from stages.extract.tensor_transform import eval_transform
+
+    reader = open_dataset("folder", folder)
+    items = [item for split in reader.splits for item in reader.items(split)]
+    images = ImageSet(reader, [i.relpath for i in items], np.arange(len(items)), preprocess, image_size,
+                      tensor_transform=eval_transform(preprocess))
+    loader = DataLoader(images, batch_size=batch_size, num_workers=workers, collate_fn=as_list,
+                        pin_memory=device.type == "cuda", prefetch_factor=4 if workers else None)
+    start, count = time.perf_counter(), 0
+    for index, batch in enumerate(loader):
+        first = index * batch_size
+        pixels, _ = images.device_pixels(batch, range(first, first + len(batch)), device)
+        count += len(pixels)
+    sync(device)
+    return count / (time.perf_counter() - start)
+
+
+def extract_rate(folder: Path, model: str, decode: str, work: Path, *, device: str, precision: str,
+                 batch_size: int, workers: int | None, split_file: Path | None = None) -> dict[str, float]:
+    from stages.extract.run import ExtractRequest, _runtime, extract
+
+    request = ExtractRequest(dataset="folder", model=model, pretrained="none", cache_dir=work / f"cache-{decode}",
+                             data_root=folder, batch_size=batch_size, workers=workers, device=device,
+                             precision=precision, decode=decode, force=True,
+                             dataset_options={"split_file": split_file} if split_file else {})
+    start = time.perf_counter()
+    result = extract(request, progress=lambda _: None)
+    return {"img_s": round(result.images_per_second, 1), "steady_img_s": round(result.steady_images_per_second, 1),
+            "seconds": round(time.perf_counter() - start, 2), "workers": _runtime(request).workers,
+            "cache": str(result.path)}
+
+
+def feature_check(model: str, count: int, work: Path, device: str) -> dict[str, object]:
+    """Decoders and precisions on crops of real photographs: feature differences and changed predictions."""
+    from cache import FeatureCache
+
+    split_file = photo_split(work / "photos", count)
+    caches = {}
+    for decode in ("pil", "tensor"):
+        for precision in ("fp32", "amp"):
+            run = extract_rate(split_file.parent / "images", model, decode, work / f"check-{precision}",
+                               device=device, precision=precision, batch_size=64, workers=None, split_file=split_file)
+            caches[(decode, precision)] = FeatureCache(run["cache"])
+    reference = caches[("pil", "fp32")]
+    text = reference.text_features("coop").mean(1)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    out: dict[str, object] = {"images": count, "classes": len(reference.classes)}
+    for name, other in (("tensor_vs_pil_fp32", ("tensor", "fp32")), ("amp_vs_fp32_pil", ("pil", "amp")),
+                        ("auto_default_vs_fp32_pil", ("tensor", "amp"))):
+        per_split = {}
+        for split in ("train", "val", "test"):
+            a, b = caches[other].features(split), reference.features(split)
+            an, bn = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+            cos = (an * bn).sum(1)
+            changed = int(((an @ text.T).argmax(1) != (bn @ text.T).argmax(1)).sum())
+            per_split[split] = {"cos_min": float(cos.min()), "cos_mean": float(cos.mean()),
+                                "max_abs": float(np.abs(a - b).max()), "zero_shot_changed": changed,
+                                "n": len(a)}
+        out[name] = per_split
+    return out
 
 
 def cmm_fit_seconds(classes: int, device: str) -> float:
-    """Seconds of one CMMClassifier.fit (with its val checkpoint and alpha search) at ``classes`` x 16 shots."""
     from stages.fit.cmm import CMMClassifier
     from stages.fit.synthetic import make_clip_like
 
@@ -57,55 +233,65 @@ def cmm_fit_seconds(classes: int, device: str) -> float:
 
 
 @click.command()
-@click.option("--images", default=4096, show_default=True)
+@click.option("--models", default="ViT-B-16,ViT-L-14", show_default=True)
+@click.option("--images", default=16384, show_default=True, help="Images for the first model (half for the others).")
+@click.option("--photos", default=600, show_default=True, help="Photograph crops for the feature check (0: skip).")
 @click.option("--batch-size", default=256, show_default=True)
-@click.option("--model", default="ViT-B-16", show_default=True)
 @click.option("--precision", default="fp16", show_default=True, type=click.Choice(["fp16", "amp", "bf16", "fp32"]))
-@click.option("--workers", type=int, help="DataLoader workers (default: the pipeline's default).")
 @click.option("--classes", default=1000, show_default=True, help="Classes of the CMM fit.")
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--work", default="/tmp/cmm-bench-gpu", show_default=True, type=click.Path(path_type=Path))
-def main(images: int, batch_size: int, model: str, precision: str, workers: int | None, classes: int, device: str,
-         work: Path) -> None:
+@click.option("--out", "out_name", default=None, help="Result file name (default gpu_extract or gpu_extract_cpu_smoke).")
+def main(models: str, images: int, photos: int, batch_size: int, precision: str, classes: int, device: str,
+         work: Path, out_name: str | None) -> None:
     from stages.extract.models import load_model
-    from stages.extract.run import ExtractRequest, _runtime, extract
+    from stages.extract.run import default_workers
 
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("gpu_extract: torch sees no CUDA device; run this on a GPU machine "
                          "(or pass --device cpu for a smoke run of the script)")
     target = torch.device(device)
-    folder = make_images(work / f"images-{images}", images)
-    request = ExtractRequest(dataset="folder", model=model, pretrained="none", cache_dir=work / "cache",
-                             data_root=folder, batch_size=batch_size, workers=workers, device=device,
-                             precision=precision, force=True)
-    start = time.perf_counter()
-    result = extract(request, progress=lambda _: None)
-    sync(target)
-    command_seconds = time.perf_counter() - start
+    workers = default_workers(device)
+    figures: dict[str, object] = {"card": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu (smoke run)",
+                                  "driver_cuda": torch.version.cuda, "precision": precision, "batch_size": batch_size,
+                                  "default_workers": workers, "models": {}}
+    for index, model in enumerate(m.strip() for m in models.split(",")):
+        count = images if index == 0 else max(batch_size, images // 2)
+        folder = generated(work / f"images-{count}", count)
+        loaded = load_model(model, "none", device=device)
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+        net = loaded.model.to(target, dtype).eval()
+        sample = sorted(folder.glob("*/*.jpg"))[:max(batch_size * 4, 64)]
+        from PIL import Image
 
-    loaded = load_model(model, "none", device=device)
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
-    bare_model = loaded.model.to(target, dtype if precision in ("fp16", "bf16") else torch.float32).eval()
-    pixels = preprocessed(folder, loaded.preprocess)
-    if precision == "amp":
-        with torch.autocast(target.type, dtype=torch.float16):
-            bare = bare_forward(bare_model, pixels, batch_size, target, torch.float32)
-    else:
-        bare = bare_forward(bare_model, pixels, batch_size, target, dtype)
-    del bare_model, loaded
-    fit_seconds = cmm_fit_seconds(classes, device)
-
-    figures = {
-        "card": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu (smoke run)",
-        "model": model, "precision": precision, "images": images, "batch_size": batch_size,
-        "workers": _runtime(request).workers,
-        "extract_encoding_img_s": round(result.images_per_second, 1),
-        "extract_command_seconds": round(command_seconds, 2),
-        "bare_forward_img_s": round(bare, 1), "ratio": round(result.images_per_second / bare, 3),
-        "cmm_fit_classes": classes, "cmm_fit_seconds": round(fit_seconds, 2),
-    }
-    print(table([(k, v) for k, v in figures.items()]))
-    name = "gpu_extract" if target.type == "cuda" else "gpu_extract_cpu_smoke"
+        pixels = torch.stack([loaded.preprocess(Image.open(p).convert("RGB")) for p in sample])
+        row: dict[str, object] = {"images": count,
+                                  "bare_forward_img_s": round(bare_forward(net, pixels, count, batch_size, target, dtype), 1)}
+        del net
+        for decode in ("pil", "tensor"):
+            row[f"extract_{decode}"] = extract_rate(folder, model, decode, work, device=device, precision=precision,
+                                                    batch_size=batch_size, workers=None)
+            row[f"ratio_{decode}"] = round(row[f"extract_{decode}"]["img_s"] / row["bare_forward_img_s"], 3)
+            row[f"steady_ratio_{decode}"] = round(row[f"extract_{decode}"]["steady_img_s"] / row["bare_forward_img_s"], 3)
+        if index == 0:
+            row["extract_pil_8_workers"] = extract_rate(folder, model, "pil", work, device=device, precision=precision,
+                                                        batch_size=batch_size, workers=min(8, workers))
+            mixed = generated(work / f"mixed-{count // 2}", count // 2, mixed=True)
+            row["extract_tensor_mixed_sizes"] = extract_rate(mixed, model, "tensor", work, device=device,
+                                                             precision=precision, batch_size=batch_size, workers=None)
+            row["cpu_ceiling_img_s"] = round(cpu_ceiling(folder, loaded.preprocess, workers, batch_size), 1)
+            row["gpu_ceiling_img_s"] = round(gpu_ceiling(folder, loaded.preprocess, loaded.image_size, workers,
+                                                         batch_size, target), 1)
+        figures["models"][model] = row
+        print(json.dumps({model: row}, indent=1), flush=True)
+    if photos:
+        first = models.split(",")[0].strip()
+        figures["feature_check"] = {"model": first, **feature_check(first, photos, work, device)}
+        print(json.dumps(figures["feature_check"], indent=1), flush=True)
+    figures["cmm_fit_classes"] = classes
+    figures["cmm_fit_seconds"] = round(cmm_fit_seconds(classes, device), 2)
+    print(table([("card", figures["card"]), ("cmm_fit_seconds", figures["cmm_fit_seconds"])]))
+    name = out_name or ("gpu_extract" if target.type == "cuda" else "gpu_extract_cpu_smoke")
     print(f"written to {write_result(name, figures)}")
 
 

@@ -347,6 +347,8 @@ class Throughput:
         from tqdm import tqdm
 
         self.start = self.last = time.perf_counter()
+        self.first: tuple[float, int] | None = None  # (time, count) when the first block was stored
+        self.end: float | None = None
         self.count, self.total, self.desc, self.every = 0, total, desc, every
         self.bar = tqdm(total=total, desc=desc, unit="img", dynamic_ncols=True, mininterval=1.0,
                         disable=None)
@@ -355,6 +357,8 @@ class Throughput:
         self.count += n
         self.bar.update(n)
         now = time.perf_counter()
+        if self.first is None:
+            self.first = (now, self.count)
         if self.bar.disable and now - self.last >= self.every:
             self.last = now
             rate = self.count / (now - self.start)
@@ -363,6 +367,14 @@ class Throughput:
                      time.strftime("%H:%M:%S", time.gmtime(eta)) if eta != float("inf") else "?")
 
     def close(self) -> float:
+        """Images/s from the start (workers' start-up and the first batch included)."""
         self.bar.close()
-        elapsed = time.perf_counter() - self.start
+        self.end = time.perf_counter()
+        elapsed = self.end - self.start
         return self.count / elapsed if elapsed > 0 else 0.0
+
+    def steady(self) -> float:
+        """Images/s after the first stored block: the rate a long run settles to (0.0 with one block)."""
+        if self.first is None or self.count == self.first[1]:
+            return 0.0
+        return (self.count - self.first[1]) / max((self.end or time.perf_counter()) - self.first[0], 1e-9)

@@ -80,6 +80,7 @@ class ExtractResult:
     encoded_images: int
     skipped: list[str]
     images_per_second: float
+    steady_images_per_second: float = 0.0  # after the first block (no start-up): what a long run settles to
 
 
 def extract(request: ExtractRequest, progress: Callable[[str], None] = print) -> ExtractResult:
@@ -132,7 +133,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
         progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info lists them)")
     progress(f"{path}: {encoded_summary(images, views, prompts, rate)}"
              + (" [RANDOM WEIGHTS: not CLIP features]" if loaded.random_weights else ""))
-    return ExtractResult(path, meter.count, skipped, rate)
+    return ExtractResult(path, meter.count, skipped, rate, meter.steady())
 
 
 def encoded_summary(images: int, views: int, prompts: dict[str, int], rate: float) -> str:
