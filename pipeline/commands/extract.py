@@ -57,7 +57,8 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
               help="Encode only the train images of these CoOp few-shot subsets (ImageNet-sized sets).")
 @click.option("--subset-seeds", default="1,2,3", show_default=True, callback=positive_int_list,
               help="Seeds of those subsets.")
-@click.option("--batch-size", default=128, show_default=True, type=click.IntRange(min=1))
+@click.option("--batch-size", type=click.IntRange(min=1),
+              help="Images per batch and per cache block (default: 256 on a GPU, 128 on the CPU).")
 @click.option("--workers", type=click.IntRange(min=0),
               help="DataLoader workers (default: on a GPU every core but two; on the CPU cores - 1, max 8).")
 @click.option("--precision", default="auto", show_default=True,
