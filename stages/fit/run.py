@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -23,7 +23,7 @@ from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.estimator import numpy_threads, top1
 from stages.fit.features import class_prototypes, l2_normalize
-from stages.fit.methods import make_estimator, method_label
+from stages.fit.methods import cmm_ablation_params, make_estimator, method_label
 from stages.fit.metrics import accuracy_metrics
 from stages.fit.persist import save_fitted
 from stages.fit.source import FeatureSource
@@ -176,7 +176,6 @@ class Sweep:
     classes: list[str]
     template_set: str
     train_views: str
-    ablation: dict[str, bool] | None
     subsets_dir: Path | None
     device: str
     force: bool
@@ -188,7 +187,7 @@ class Sweep:
 
 @dataclass(frozen=True)
 class PlannedFit:
-    """One (method, shots, seed) fit to do, where its record goes and the subset source it is made from."""
+    """One (method variant, shots, seed) fit to do, where its record goes and the subset source it is made from."""
 
     method: str
     label: str
@@ -196,6 +195,7 @@ class PlannedFit:
     seed: int
     path: Path
     origin: str
+    ablation: tuple[str, ...] = ()  # CMM's ablations in this run (sorted names)
 
 
 @dataclass
@@ -208,12 +208,14 @@ class UnitResult:
 
 def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
              runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
-             ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
+             ablations: Sequence[Mapping[str, bool]] | None = None, subsets_dir: Path | None = None,
              eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
              device: str = "cpu", jobs: int = 1, progress: Callable[[str], None] = print,
              summary: Callable[[str], None] | None = None) -> list[Path]:
     """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
 
+    ``ablations`` lists the CMM variants to fit in place of plain CMM, each its own run and label (one mapping
+    of ablation flags each: ``[{"no_triplet": True}, {"no_triplet": True, "bias": True}]`` is two runs).
     ``jobs`` > 1 fits the (shots, seed) units in that many worker processes (stages/fit/parallel.py), with the
     same records as ``jobs=1``. Every record is written atomically as soon as its fit ends, so an interrupted
     sweep keeps what it finished and a rerun fits only the rest. ``progress`` gets one line per fit with the
@@ -242,15 +244,17 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
             raise FitError(f"--eval-on {name}: its cache was encoded by {theirs['model']} ({theirs['weights']}), "
                            f"not {info['model']} ({info['weights']}); extract it with the same model and weights")
     sweep = Sweep(source=source, runs_dir=Path(runs_dir), info=info, text=text, classes=classes,
-                  template_set=template_set, train_views=train_views, ablation=ablation, subsets_dir=subsets_dir,
+                  template_set=template_set, train_views=train_views, subsets_dir=subsets_dir,
                   device=device, force=force, skipped=_skipped(source), versions=versions(),
                   test=LazyTestSplit(source),
                   shifts={name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()})
-    labels = {m: method_label(m, ablation if m == "cmm" else None, template_set, train_views) for m in methods}
-    plan = [PlannedFit(m, labels[m], int(k), int(s),
-                       record_path(runs_dir, source.dataset, info["model"], info["weights"], labels[m], int(k), int(s)),
-                       subset_origin(subsets_dir, int(k), int(s)))
-            for k in shots for s in seeds for m in methods]
+    variants = [(m, names) for m in methods for names in (_cmm_variants(ablations) if m == "cmm" else [()])]
+    labels = {v: method_label(v[0], dict.fromkeys(v[1], True), template_set, train_views) for v in variants}
+    plan = [PlannedFit(m, labels[m, names], int(k), int(s),
+                       record_path(runs_dir, source.dataset, info["model"], info["weights"], labels[m, names], int(k),
+                                   int(s)),
+                       subset_origin(subsets_dir, int(k), int(s)), names)
+            for k in shots for s in seeds for m, names in variants]
     if folder.is_dir():
         remove_stale_temps(folder)  # temporary files of a sweep that was killed mid-write
     meter = SweepProgress(len(plan), source.dataset, progress)
@@ -294,7 +298,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     """
     result = UnitResult([], [])
     k, seed = unit[0].shots, unit[0].seed
-    source, classes, ablation, info = sweep.source, sweep.classes, sweep.ablation, sweep.info
+    source, classes, info = sweep.source, sweep.classes, sweep.info
     data = few_shot(source, k, seed, sweep.train_views, sweep.subsets_dir)
     short = short_classes(data.y, len(classes), k)
     if short:
@@ -306,7 +310,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     for fit in unit:
         method, path = fit.method, fit.path
         estimator = make_estimator(method, sweep.text, source.logit_scale, random_state=seed,
-                                   ablation=ablation if method == "cmm" else None, device=sweep.device)
+                                   ablation=dict.fromkeys(fit.ablation, True), device=sweep.device)
         started = time.perf_counter()
         with numpy_threads():  # numpy's share of the fit; each method sets torch's threads for its own passes
             estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
@@ -324,7 +328,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         record = RunRecord(
             dataset=source.dataset, model=info["model"], weights=info["weights"],
             random_weights=bool(info.get("random_weights", False)), method=method, method_label=fit.label,
-            ablation={k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
+            ablation=dict.fromkeys(fit.ablation, True),
             shots=k, seed=seed, template_set=sweep.template_set, train_views=sweep.train_views,
             metrics=metrics, hyperparameters=getattr(estimator, "hyperparameters_", {}),
             search=getattr(estimator, "search_", {}),
@@ -378,6 +382,16 @@ class SweepProgress:
         eta = f", ETA {_duration(elapsed / max(self.fitted, 1) * left)}" if left and self.fitted else ""
         self.emit(f"[{self.done}/{self.total}] {fit.label} {self.dataset} {fit.shots}-shot seed {fit.seed}: "
                   f"{message}{eta}")
+
+
+def _cmm_variants(ablations: Sequence[Mapping[str, bool]] | None) -> list[tuple[str, ...]]:
+    """The sorted ablation names of each CMM run asked for, once each; plain CMM (``()``) when none.
+
+    Unknown or removed ablations are refused here, before any fit."""
+    variants = [tuple(sorted(name for name, on in flags.items() if on)) for flags in (ablations or [{}])]
+    for names in variants:
+        cmm_ablation_params(dict.fromkeys(names, True))
+    return list(dict.fromkeys(variants))
 
 
 def _duration(seconds: float) -> str:
