@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -200,10 +201,11 @@ class PlannedFit:
 
 @dataclass
 class UnitResult:
-    """What a (shots, seed) unit did: its notices, then one (fit, message, written) per run it finished."""
+    """What a (shots, seed) unit did: its notices, one (fit, message, written) per run it finished, and its seconds."""
 
     notices: list[str]
     fits: list[tuple[PlannedFit, str, bool]]
+    seconds: float = 0.0
 
 
 def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
@@ -257,28 +259,27 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
             for k in shots for s in seeds for m, names in variants]
     if folder.is_dir():
         remove_stale_temps(folder)  # temporary files of a sweep that was killed mid-write
-    meter = SweepProgress(len(plan), source.dataset, progress)
     units: dict[tuple[int, int], list[PlannedFit]] = {}
     for fit in plan:
-        if not force and _existing(fit.path, key, fit.origin):
-            meter.existed()
-        else:
+        if force or not _existing(fit.path, key, fit.origin):
             units.setdefault((fit.shots, fit.seed), []).append(fit)
-    todo = list(units.values())
+    # largest units first (their cost grows with the shots): the last round of --jobs is then short, not a
+    # 16-shot unit that one worker fits while the others idle, and the ETA's first figures are upper bounds
+    todo = sorted(units.values(), key=lambda unit: -unit[0].shots)
     workers = min(int(jobs), len(todo))
+    meter = SweepProgress(len(plan), source.dataset, progress, [fit for unit in todo for fit in unit], workers)
     if workers <= 1:
         for unit in todo:
-            fit_unit(sweep, unit, on_fit=meter.finished, on_notice=progress)
+            result = fit_unit(sweep, unit, on_fit=meter.finished, on_notice=progress)
+            meter.unit_finished(unit[0].shots, len(unit), result.seconds)
     else:
         from stages.fit.parallel import run_units
 
         progress(f"{sum(map(len, todo))} fit(s) in {workers} worker processes")
-        # largest units first (their cost grows with the shots): the last round is then short, not a 16-shot unit
-        # that one worker fits while the others idle
-        largest_first = sorted(todo, key=lambda unit: -unit[0].shots)
-        for _, result in run_units(fit_unit, sweep, largest_first, workers):
+        for index, result in run_units(fit_unit, sweep, todo, workers):
             for notice in result.notices:
                 progress(notice)
+            meter.unit_finished(todo[index][0].shots, len(todo[index]), result.seconds)
             for fit, message, written in result.fits:
                 meter.finished(fit, message, written)
     records = "record exists" if meter.existing == 1 else "records exist"
@@ -296,6 +297,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     ``on_fit`` / ``on_notice`` report as it goes (the serial path); a worker process reports through the
     returned ``UnitResult`` instead.
     """
+    started_unit = time.perf_counter()
     result = UnitResult([], [])
     k, seed = unit[0].shots, unit[0].seed
     source, classes, info = sweep.source, sweep.classes, sweep.info
@@ -354,34 +356,58 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         result.fits.append((fit, message, written))
         if on_fit is not None:
             on_fit(fit, message, written)
+    result.seconds = time.perf_counter() - started_unit
     return result
 
 
 class SweepProgress:
-    """``[done/total]`` lines with an ETA from the fits finished so far in this process's sweep."""
+    """``[done/total]`` lines, with an ETA once a (shots, seed) unit has finished.
 
-    def __init__(self, total: int, dataset: str, emit: Callable[[str], None]) -> None:
-        self.total, self.dataset, self.emit = total, dataset, emit
-        self.done = self.fitted = self.existing = 0
-        self.started = time.perf_counter()
+    A fit's cost grows with its shots and differs by method, and ``--jobs`` workers report a whole unit at once
+    after their start-up, so an ETA from the first fit alone is far off (20 minutes for a sweep of 37 s: one
+    worker's start-up and 16-shot unit, times every fit left). The ETA sums, over the fits still to do, the
+    measured seconds per fit of the units of the same shots (else of the nearest larger shots measured: units
+    run largest first, so that is an upper bound), shared among the workers.
+    """
 
-    def existed(self) -> None:
-        """A run whose record already exists (counted for the summary, not printed)."""
-        self.done += 1
-        self.existing += 1
+    def __init__(self, total: int, dataset: str, emit: Callable[[str], None], todo: Sequence[PlannedFit] = (),
+                 workers: int = 1) -> None:
+        """``total`` runs, of which ``todo`` are to fit (the others' records exist) by ``workers`` processes."""
+        self.total, self.dataset, self.emit, self.workers = total, dataset, emit, max(1, int(workers))
+        self.done = self.existing = total - len(todo)
+        self.fitted = 0
+        self.left = Counter(fit.shots for fit in todo)  # shots -> fits still to do
+        self.cost: dict[int, tuple[float, int]] = {}    # shots -> (seconds, fits) of the finished units
+
+    def unit_finished(self, shots: int, fits: int, seconds: float) -> None:
+        """A unit of ``fits`` fits at ``shots`` took ``seconds`` (in its process)."""
+        spent, count = self.cost.get(shots, (0.0, 0))
+        self.cost[shots] = (spent + seconds, count + fits)
 
     def finished(self, fit: PlannedFit, message: str, written: bool = True) -> None:
         """A run fitted now (``written``), or found written meanwhile by another process."""
         self.done += 1
+        self.left[fit.shots] = max(0, self.left[fit.shots] - 1)
         if written:
             self.fitted += 1
         else:
             self.existing += 1
-        elapsed = time.perf_counter() - self.started
-        left = self.total - self.done
-        eta = f", ETA {_duration(elapsed / max(self.fitted, 1) * left)}" if left and self.fitted else ""
+        eta = self.eta()
+        eta = f", ETA {_duration(eta)}" if eta is not None and self.done < self.total else ""
         self.emit(f"[{self.done}/{self.total}] {fit.label} {self.dataset} {fit.shots}-shot seed {fit.seed}: "
                   f"{message}{eta}")
+
+    def eta(self) -> float | None:
+        """Seconds the fits still to do should take, or None before a unit has finished."""
+        if not self.cost:
+            return None
+        measured = sorted(self.cost)
+        seconds = 0.0
+        for shots, count in self.left.items():
+            nearest = next((k for k in measured if k >= shots), measured[-1])
+            spent, fits = self.cost[nearest]
+            seconds += count * spent / fits
+        return seconds / self.workers
 
 
 def _cmm_variants(ablations: Sequence[Mapping[str, bool]] | None) -> list[tuple[str, ...]]:
