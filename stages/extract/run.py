@@ -27,7 +27,7 @@ from stages.shared.sampling import coop_sample
 from stages.extract.datasets import open_dataset
 from stages.extract.encode import (ImageJob, ImageSet, Runtime, Throughput, encode_jobs, encode_texts,
                                    todo_blocks)
-from stages.extract.models import LoadedModel, load_model
+from stages.extract.models import LoadedModel, key_fields_unbuilt, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
 
@@ -78,24 +78,30 @@ class ExtractResult:
     images_per_second: float
 
 
-def extract(request: ExtractRequest, progress: Callable[[str], None] = print) -> ExtractResult:
-    """Run stage one for ``request``; returns where the cache is and how much was encoded."""
+def extract(request: ExtractRequest, progress: Callable[[str], None] = print,
+            models: dict[tuple, LoadedModel] | None = None) -> ExtractResult:
+    """Run stage one for ``request``; returns where the cache is and how much was encoded.
+
+    The model is built only when there is something to encode. ``models`` keeps built models across calls
+    (several datasets with one model build it once).
+    """
     _check_request(request)
     reader = open_dataset(request.dataset, request.data_root, **request.dataset_options)
     splits = tuple(request.splits or reader.splits)
     reader.validate(splits)
     runtime = _runtime(request)
-    loaded = load_model(request.model, request.pretrained, device=str(runtime.device), weights_tag=request.weights_tag)
-    _cast(loaded, runtime)
-    key = dict(loaded.key_fields, dataset=request.dataset, listing=reader.fingerprint(),
-               precision=runtime.precision if runtime.precision != "auto" else "fp32",
-               store_dtype=request.store_dtype)
-    if request.fast_decode:  # other pixels, other features: never mixed with an exactly decoded cache
-        key["decode"] = "jpeg-draft"
     path = request.target()
     _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
-    if _already_done(path, key, plan, request):
+    listing = reader.fingerprint()
+    known = key_fields_unbuilt(request.model, request.pretrained)  # a complete cache needs no model built
+    complete = known is not None and _already_done(path, _cache_key(known, request, listing, runtime), plan,
+                                                   request, weights_tag=request.weights_tag or "")
+    if not complete:
+        loaded = _model(request, runtime, {} if models is None else models)
+        key = _cache_key(loaded.key_fields, request, listing, runtime)
+        complete = _already_done(path, key, plan, request)
+    if complete:
         progress(f"{path}: already complete for this request; nothing to encode (pass --force to rebuild)")
         return ExtractResult(path, 0, [], 0.0)
 
@@ -128,6 +134,15 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     return ExtractResult(path, meter.count, skipped, rate)
 
 
+def check_datasets(requests: list[ExtractRequest]) -> None:
+    """Open and check the dataset of every request, so that a list stops on a missing or broken dataset before
+    any of them is encoded."""
+    for request in requests:
+        _check_request(request)
+        reader = open_dataset(request.dataset, request.data_root, **request.dataset_options)
+        reader.validate(tuple(request.splits or reader.splits))
+
+
 def encoded_summary(images: int, views: int, prompts: dict[str, int], rate: float) -> str:
     """'encoded 480 images, 4800 augmented views (52.1 img/s) and 47 prompts (coop)': what this run added."""
     parts = [f"{images} image{'s' if images != 1 else ''}"]
@@ -139,6 +154,26 @@ def encoded_summary(images: int, views: int, prompts: dict[str, int], rate: floa
         count = sum(new_prompts.values())
         done += f" and {count} prompt{'s' if count != 1 else ''} ({', '.join(new_prompts)})"
     return f"encoded {done}"
+
+
+def _cache_key(model_fields: dict[str, str], request: ExtractRequest, listing: str, runtime: Runtime) -> dict:
+    """The cache key: the model's fields, the dataset listing, precision, stored dtype and decoding."""
+    key = dict(model_fields, dataset=request.dataset, listing=listing,
+               precision=runtime.precision if runtime.precision != "auto" else "fp32", store_dtype=request.store_dtype)
+    if request.fast_decode:  # other pixels, other features: never mixed with an exactly decoded cache
+        key["decode"] = "jpeg-draft"
+    return key
+
+
+def _model(request: ExtractRequest, runtime: Runtime, models: dict[tuple, LoadedModel]) -> LoadedModel:
+    """The request's model on its device and precision, built once per ``models``."""
+    spec = (request.model, request.pretrained, request.weights_tag, str(runtime.device), runtime.precision)
+    if spec not in models:
+        loaded = load_model(request.model, request.pretrained, device=str(runtime.device),
+                            weights_tag=request.weights_tag)
+        _cast(loaded, runtime)
+        models[spec] = loaded
+    return models[spec]
 
 
 def _refuse_legacy_name(request: ExtractRequest, path: Path) -> None:
@@ -232,11 +267,20 @@ def _plan(reader, splits: tuple[str, ...], request: ExtractRequest) -> _Plan:
     return _Plan(listings, positions)
 
 
-def _already_done(path: Path, key: dict, plan: _Plan, request: ExtractRequest) -> bool:
+def _already_done(path: Path, key: dict, plan: _Plan, request: ExtractRequest, weights_tag: str | None = None) -> bool:
+    """Whether the cache at ``path`` holds everything ``request`` asks for; a cache of other inputs is refused.
+
+    With ``weights_tag`` given, ``key`` lacks the model's preprocessing, which that tag and the key's other
+    fields determine: a cache that differs in any of them is not refused here but left to the full key.
+    """
     if request.force or not path.exists():
         return False
     cache = FeatureCache(path)
-    cache.check_key(key)
+    if weights_tag is None:
+        cache.check_key(key)
+    elif cache.attrs.get("weights_tag") != weights_tag or any(cache.key_fields.get(k) != str(v)
+                                                               for k, v in key.items()):
+        return False
     wanted_aug = request.aug_views > 0 and "train" in plan.positions
     have = set(cache.splits)
     for split, positions in plan.positions.items():
