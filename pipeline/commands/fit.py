@@ -28,7 +28,8 @@ DEFAULT_METHODS = ",".join(DEFAULT)
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
 @click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,
-              help="Train on the few-shot features only, or also on their cached augmented views.")
+              help="Train on the few-shot features only, or also on their cached augmented views (aug leaves out "
+                   "the methods that train on no image: zero_shot).")
 @click.option("--ablation", "ablations", multiple=True, callback=ablation_list,
               help="CMM ablations, each its own run (cmm+NAME): repeat the option or separate by commas; join with "
                    "+ to combine them in one run (frozen_prototypes+no_triplet). " +
@@ -84,13 +85,9 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
 
 
 def _methods_using_views(methods: tuple[str, ...]) -> tuple[str, ...]:
-    """The methods that augmented views change (--train-views aug); says which are left out, refuses none."""
-    using = tuple(m for m in methods if uses_views(m))
-    left_out = [m for m in methods if m not in using]
-    if not using:
-        raise click.UsageError(f"--train-views aug changes nothing for {', '.join(methods)}: they do not train on "
-                               "images; fit them with --train-views plain")
+    """The methods that augmented views change (--train-views aug), saying which are left out and why."""
+    left_out = [m for m in methods if not uses_views(m)]
     if left_out:
-        progress_echo()(f"note: {', '.join(left_out)} not fitted with --train-views aug (augmented views change "
-                        "nothing for them; their plain runs stand)")
-    return using
+        progress_echo()(f"note: {', '.join(left_out)} not fitted with --train-views aug (they train on no image: "
+                        "augmented views change nothing; their plain runs stand)")
+    return tuple(m for m in methods if uses_views(m))

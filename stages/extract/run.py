@@ -94,7 +94,8 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print,
     _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
     listing = reader.fingerprint()
-    known = key_fields_unbuilt(request.model, request.pretrained)  # a complete cache needs no model built
+    # a complete cache needs no model built: most of its key is known without one
+    known = key_fields_unbuilt(request.model, request.pretrained) if path.exists() and not request.force else None
     complete = known is not None and _already_done(path, _cache_key(known, request, listing, runtime), plan,
                                                    request, weights_tag=request.weights_tag or "")
     if not complete:

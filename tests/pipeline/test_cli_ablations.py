@@ -89,3 +89,10 @@ def test_records_of_the_former_plain_map_are_still_read(workspace, tmp_path):
     predicted = run("predict", image, "--run", old / record_path.name, "--top-k", "1")
     assert predicted.exit_code == 0, predicted.output
     assert f"\n{image}: " in f"\n{predicted.output}"
+
+
+def test_augmented_views_leave_out_what_trains_on_no_image(workspace, tmp_path):
+    result = run(*workspace["fit"], "--runs-dir", tmp_path / "runs", "--method", "zero_shot", "--train-views", "aug")
+    assert result.exit_code == 0, result.output
+    assert "note: zero_shot not fitted with --train-views aug (they train on no image" in result.output
+    assert "0 fitted" in result.output and not list((tmp_path / "runs").rglob("*.json"))
