@@ -12,7 +12,8 @@ ViT-B-32, openai weights) unless told otherwise. Sets up .venv on first use. Eve
 a rerun only does what is missing.
 
 Options:
-  --dataset KEY           dataset key (digits, dtd, caltech101, ..., folder)          [digits]
+  --dataset KEYS          dataset key (digits, dtd, caltech101, ..., folder), or several comma-separated
+                          (dtd,eurosat: one cache and one set of runs each)           [digits]
   --data-root DIR         folder holding the datasets (CoOp's DATA layout)
   --model NAME            open_clip model name, hf-hub:org/repo, local-dir:DIR or a config .json  [ViT-B-32]
   --pretrained W          pretrained tag, checkpoint file, or none (random weights, marked everywhere)  [openai]
@@ -20,7 +21,8 @@ Options:
   --shots LIST            shots per class                                              [1,2,4,8,16]
   --seeds LIST            sampling seeds                                               [1,2,3]
   --methods LIST          methods to fit (also --method)        [cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp]
-  --aug-views V           cache V augmented views per train image and train on them    [0]
+  --aug-views V           also cache V augmented views per train image and fit the methods that train on
+                          them a second time with them (labels +aug), beside the plain runs  [0]
   --device DEVICE         torch device for extraction and fitting (auto, cpu, cuda)     [auto]
   --work-dir DIR          where cache/, runs/ and report/ go                           [work_dir]
   --tests                 set up, then run the test suite instead
@@ -31,7 +33,8 @@ Environment: RUN_ALL_SKIP_SETUP=1 uses the pipeline command already on PATH inst
 Examples:
   ./run_all.sh                          # the embedded default
   ./run_all.sh --pretrained none        # offline: random weights, clearly marked in every result
-  ./run_all.sh --dataset dtd --data-root ~/data --model ViT-B-16 --pretrained openai
+  ./run_all.sh --dataset dtd,eurosat --data-root ~/data --model ViT-B-16 --pretrained openai
+  ./run_all.sh --dataset dtd --data-root ~/data --aug-views 10   # plain runs and +aug runs side by side
   ./run_all.sh --pretrained ~/weights/vit_b_32.pt --weights-tag openai
 TEXT
 }
@@ -40,7 +43,7 @@ fail() { echo "run_all.sh: $1" >&2; exit 2; }
 
 DATASET=digits MODEL=ViT-B-32 PRETRAINED=openai WEIGHTS_TAG="" DATA_ROOT="" WORK=work_dir DEVICE=auto
 SHOTS=1,2,4,8,16 SEEDS=1,2,3 METHODS=cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp
-AUG_VIEWS=0 TRAIN_VIEWS=plain RUN_TESTS=0
+AUG_VIEWS=0 RUN_TESTS=0
 while [[ $# -gt 0 ]]; do
   option=$1
   case "$option" in
@@ -66,7 +69,7 @@ while [[ $# -gt 0 ]]; do
              SEEDS=$value ;;
     --methods|--method) METHODS=$value ;;
     --aug-views) [[ $value =~ ^[0-9]+$ ]] || fail "--aug-views must be a whole number, got '$value'"
-                 AUG_VIEWS=$value; [[ $value == 0 ]] && TRAIN_VIEWS=plain || TRAIN_VIEWS=aug ;;
+                 AUG_VIEWS=$value ;;
     --device) DEVICE=$value ;;
   esac
 done
@@ -76,10 +79,10 @@ if [[ $DEVICE == auto ]]; then FIT_DEVICE=cpu; fi
 PYTHON=${PYTHON:-python3}
 if [[ ${RUN_ALL_SKIP_SETUP:-0} == 1 ]]; then
   command -v pipeline >/dev/null || { echo "run_all.sh: RUN_ALL_SKIP_SETUP=1 but no pipeline command on PATH" >&2; exit 1; }
-elif [[ ! -x .venv/bin/pipeline || setup.cfg -nt .venv/.installed ]]; then
-  echo "== setting up .venv (first run only)"
+elif [[ ! -x .venv/bin/pipeline || setup.cfg -nt .venv/.installed || constraints.txt -nt .venv/.installed ]]; then
+  echo "== setting up .venv (first run only; the tested versions in constraints.txt)"
   "$PYTHON" -m venv .venv
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'
   touch .venv/.installed
 fi
 export PATH="$PWD/.venv/bin:$PATH"
@@ -95,13 +98,20 @@ echo "== 1/3 extract: $DATASET with $MODEL ($WEIGHTS_NOTE)"
 pipeline extract --dataset "$DATASET" ${DATA_ROOT:+--data-root "$DATA_ROOT"} --model "$MODEL" \
   --pretrained "$PRETRAINED" ${WEIGHTS_TAG:+--weights-tag "$WEIGHTS_TAG"} --cache-dir "$CACHE_DIR" \
   --aug-views "$AUG_VIEWS" --device "$DEVICE"
+FIT=(pipeline fit --dataset "$DATASET" --model "$MODEL" --pretrained "$PRETRAINED" --cache-dir "$CACHE_DIR"
+     --runs-dir "$RUNS_DIR" --shots "$SHOTS" --seeds "$SEEDS" --method "$METHODS" --device "$FIT_DEVICE")
 echo "== 2/3 fit: $METHODS, shots $SHOTS, seeds $SEEDS"
-pipeline fit --dataset "$DATASET" --model "$MODEL" --pretrained "$PRETRAINED" --cache-dir "$CACHE_DIR" \
-  --runs-dir "$RUNS_DIR" --shots "$SHOTS" --seeds "$SEEDS" --method "$METHODS" --train-views "$TRAIN_VIEWS" \
-  --device "$FIT_DEVICE"
+"${FIT[@]}" --train-views plain
+if (( 10#$AUG_VIEWS > 0 )); then
+  echo "== 2/3 fit, again with the $AUG_VIEWS augmented views, the methods that train on them"
+  "${FIT[@]}" --train-views aug
+fi
 echo "== 3/3 report"
 pipeline report --runs-dir "$RUNS_DIR" --out "$REPORT_DIR"
 echo
 echo "tables: $REPORT_DIR/tables"
 echo "plots:  $REPORT_DIR/plots"
 echo "index:  $REPORT_DIR/README.md"
+if [[ ${RUN_ALL_SKIP_SETUP:-0} != 1 ]]; then
+  echo "the pipeline command: source .venv/bin/activate (then pipeline --help)"
+fi

@@ -47,7 +47,7 @@ def run_regime(regime: str, methods: list[str], shots: list[int], seeds: list[in
         method, _, ablation = label.partition("+")
         started = time.perf_counter()
         paths = fit_runs(source, methods=[method], shots=shots, seeds=seeds, runs_dir=runs_dir,
-                         ablation={ablation: True} if ablation else None, progress=lambda _: None)
+                         ablations=[{ablation: True}] if ablation else None, progress=lambda _: None)
         seconds[label] = time.perf_counter() - started
         for path in paths:
             record = json.loads(path.read_text())

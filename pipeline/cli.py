@@ -15,6 +15,10 @@ from pipeline.hints import with_hint
 from stages.shared.errors import UserError
 
 
+# click >= 8.2 raises this for a group called without a command (8.1 prints the help itself and exits 0)
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
 class _Group(click.Group):
     """Lists commands in pipeline order; turns user errors, OS errors and Ctrl-C into one red line.
 
@@ -29,6 +33,9 @@ class _Group(click.Group):
         kwargs.pop("standalone_mode", None)
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:  # `pipeline` alone: the help, laid out, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx is not None else "pipeline"
             _say_error(f"{exc.format_message()} (see {where} --help)")

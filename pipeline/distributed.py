@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
-from typing import Callable
+from typing import Callable, Sequence
 
-from stages.extract.run import ExtractRequest, ExtractResult, extract
+from stages.extract.run import ExtractRequest, ExtractResult, check_datasets, extract
 
 # Ranks meet at a barrier before the merge. After a crash the ranks resume unequal shares, so one may
 # wait for another for hours; torchrun tears the group down at once if a rank dies, so a long wait is safe.
@@ -22,25 +22,34 @@ def world() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def run_extract(request: ExtractRequest, progress: Callable[[str], None] = print) -> ExtractResult:
-    """Extract ``request`` here, or as this rank's shard of a torchrun job (merged by rank 0)."""
+def run_extract(requests: Sequence[ExtractRequest], progress: Callable[[str], None] = print) -> list[ExtractResult]:
+    """Extract each of ``requests`` in turn, here or as this rank's shard of a torchrun job (merged by rank 0).
+
+    Requests for the same model build it once.
+    """
+    if len(requests) > 1:
+        check_datasets(requests)
     rank, size = world()
+    models: dict = {}
     if size == 1:
-        return extract(request, progress)
+        return [extract(request, progress, models) for request in requests]
     import torch
     import torch.distributed as dist
 
-    backend = _backend(request.device, torch.cuda.is_available())
+    backend = _backend(requests[0].device, torch.cuda.is_available())
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-        request.device = f"cuda:{local_rank}"
-    if request.workers is None:
-        request.workers = _workers_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", size)))
+    for request in requests:
+        if backend == "nccl":
+            request.device = f"cuda:{local_rank}"
+        if request.workers is None:
+            request.workers = _workers_per_rank(int(os.environ.get("LOCAL_WORLD_SIZE", size)))
+        request.shard = (rank, size)
     dist.init_process_group(backend, timeout=BARRIER_TIMEOUT)
     try:
-        request.shard = (rank, size)
-        return extract(request, lambda message: progress(f"[rank {rank}/{size}] {message}"))
+        return [extract(request, lambda message: progress(f"[rank {rank}/{size}] {message}"), models)
+                for request in requests]
     finally:
         dist.destroy_process_group()
 

@@ -7,18 +7,10 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import name_list, positive_int_list, torch_device
+from pipeline.options import dataset_list, name_list, positive_int_list, torch_device
 from pipeline.settings import CACHE_DIR_ENV, DATA_ROOT_ENV, default_cache_dir
 
 DEFAULT_DATASET, DEFAULT_MODEL, DEFAULT_WEIGHTS = "digits", "ViT-B-32", "openai"
-
-
-def _dataset_key(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    from stages.extract.datasets import DATASETS
-
-    if value not in DATASETS:
-        raise click.BadParameter(f"unknown dataset '{value}' (choose from {', '.join(DATASETS)})")
-    return value
 
 
 def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -33,8 +25,9 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 
 @click.command(short_help="Encode a dataset's images and class prompts into an HDF5 cache.")
-@click.option("--dataset", default=DEFAULT_DATASET, show_default=True, callback=_dataset_key,
-              help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits).")
+@click.option("--dataset", "datasets", default=DEFAULT_DATASET, show_default=True, callback=dataset_list,
+              help="Dataset key (caltech101, dtd, ..., imagenet, imagenet_v2, folder, digits), or several, "
+                   "comma-separated (one cache each).")
 @click.option("--data-root", type=click.Path(file_okay=False, path_type=Path), envvar=DATA_ROOT_ENV,
               help=f"Folder holding the datasets (CoOp's DATA layout) [env {DATA_ROOT_ENV}].")
 @click.option("--split-file", type=click.Path(dir_okay=False, path_type=Path),
@@ -81,19 +74,21 @@ def _model_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--download", "fetch_dataset", is_flag=True,
               help="First fetch the dataset into --data-root if it is not there (as `pipeline download`; "
                    "mirrors and manifest from PIPELINE_MIRROR and PIPELINE_MANIFEST).")
-def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
+def extract(datasets, data_root, split_file, model, pretrained, weights_tag, cache_dir, splits, template_sets,
             aug_views, aug_seed, subset_shots, subset_seeds, batch_size, workers, precision, device, store_dtype,
             skip_bad, wait, fast_decode, decode, force, fetch_dataset) -> None:
     """Encode a dataset's images and class prompts with an open_clip model, once, into HDF5.
 
     With no options: the embedded default (scikit-learn's digits, ViT-B-32, openai weights).
-    A rerun encodes only what is missing; a killed run resumes where it stopped.
+    A rerun encodes only what is missing (and builds no model when nothing is); a killed run resumes where it
+    stopped. Several datasets (--dataset dtd,eurosat) are each checked, then encoded one after the other.
     Under torchrun, each rank encodes its share and rank 0 merges the parts.
 
     \b
     Examples:
       pipeline extract --dataset dtd --data-root ~/data --model ViT-B-16 --pretrained openai
       pipeline extract --dataset dtd --data-root ~/data --aug-views 10 --templates coop,imagenet7
+      pipeline extract --dataset dtd,eurosat,oxford_pets --data-root ~/data --model ViT-B-16
       pipeline extract --model local-dir:/path/to/my-clip --pretrained none   # its architecture, random weights
       pipeline extract --dataset eurosat --data-root ~/data --download   # fetch the dataset first if missing
     """
@@ -101,29 +96,35 @@ def extract(dataset, data_root, split_file, model, pretrained, weights_tag, cach
     from pipeline.distributed import run_extract
     from pipeline.failures import check_writable_dir
 
+    if len(datasets) > 1:
+        for option, value in (("--split-file", split_file), ("--dataset folder", "folder" in datasets)):
+            if value:
+                raise click.UsageError(f"{option} belongs to one dataset; extract it on its own, not in a list")
     check_writable_dir(cache_dir, "--cache-dir")
 
     if fetch_dataset:
-        _download_first(dataset, data_root)
+        _download_first(datasets, data_root)
     options = {"split_file": split_file} if split_file else {}
-    request = ExtractRequest(
+    requests = [ExtractRequest(
         dataset=dataset, model=model, pretrained=pretrained, cache_dir=cache_dir, data_root=data_root,
         splits=splits, template_sets=template_sets, aug_views=aug_views, aug_seed=aug_seed,
         train_subset=(subset_shots, subset_seeds) if subset_shots else None, batch_size=batch_size,
         workers=workers, precision=precision, device=device, store_dtype=store_dtype, weights_tag=weights_tag,
-        skip_bad=skip_bad, fast_decode=fast_decode, decode=decode, force=force, wait=wait, dataset_options=options, argv=" ".join(sys.argv),
-    )
-    run_extract(request, progress=click.echo)
+        skip_bad=skip_bad, fast_decode=fast_decode, decode=decode, force=force, wait=wait, dataset_options=options,
+        argv=" ".join(sys.argv),
+    ) for dataset in datasets]
+    run_extract(requests, progress=click.echo)
 
 
-def _download_first(dataset: str, data_root: Path | None) -> None:
-    """``--download``: lay the dataset out under ``data_root`` (verified, nothing fetched when already there)."""
+def _download_first(datasets: tuple[str, ...], data_root: Path | None) -> None:
+    """``--download``: lay the datasets out under ``data_root`` (verified, nothing fetched when already there)."""
     import os
 
     from stages.extract.download import DOWNLOADABLE, DownloadRequest, download
 
-    if dataset not in DOWNLOADABLE:
-        raise click.BadParameter(f"dataset '{dataset}' has nothing to download", param_hint="'--download'")
+    missing = [dataset for dataset in datasets if dataset not in DOWNLOADABLE]
+    if missing:
+        raise click.BadParameter(f"dataset '{missing[0]}' has nothing to download", param_hint="'--download'")
     if data_root is None:
         raise click.BadParameter(f"give --data-root (or {DATA_ROOT_ENV}) to download into", param_hint="'--download'")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -132,5 +133,5 @@ def _download_first(dataset: str, data_root: Path | None) -> None:
 
     manifest = os.environ.get(MANIFEST_ENV) or None
     mirrors = tuple(os.environ.get(MIRROR_ENV, "").split())
-    download(DownloadRequest(datasets=(dataset,), data_root=data_root, manifest=Path(manifest) if manifest else None,
+    download(DownloadRequest(datasets=datasets, data_root=data_root, manifest=Path(manifest) if manifest else None,
                              mirrors=mirrors), echo=click.echo)

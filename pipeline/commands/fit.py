@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
-from pipeline.options import cache_options, name_list, open_cache, positive_int_list, torch_device
+from pipeline.options import ablation_list, cache_options, name_list, open_cache, positive_int_list, torch_device
+from pipeline.output import progress_echo
 from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
-from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
+from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS, uses_views
 
 DEFAULT_METHODS = ",".join(DEFAULT)
 
@@ -27,9 +28,12 @@ DEFAULT_METHODS = ",".join(DEFAULT)
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
 @click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,
-              help="Train on the few-shot features only, or also on their cached augmented views.")
-@click.option("--ablation", "ablations", multiple=True, type=click.Choice(sorted(ABLATIONS)),
-              help="CMM ablation (repeatable): " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()) + ".")
+              help="Train on the few-shot features only, or also on their cached augmented views (aug leaves out "
+                   "the methods that train on no image: zero_shot).")
+@click.option("--ablation", "ablations", multiple=True, callback=ablation_list,
+              help="CMM ablations, each its own run (cmm+NAME): repeat the option or separate by commas; join with "
+                   "+ to combine them in one run (frozen_prototypes+no_triplet). " +
+                   "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()) + ".")
 @click.option("--subsets", "subsets_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Folder of subset files (shots{K}_seed{S}.json, from pipeline subsets) to use instead of sampling.")
 @click.option("--eval-on", "eval_on", callback=name_list,
@@ -46,15 +50,15 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
 
     Hyper-parameters are chosen on the few-shot val split (CoOp's min(K, 4) per class); the test split is
     read only for the final score. Existing records are skipped unless --force. Records hold test top-1,
-    top-5 (with >= 5 classes) and mean per-class accuracy.
+    top-5 (with >= 5 classes) and mean per-class accuracy. --dataset takes a list (one set of records each).
 
     \b
     Examples:
-      pipeline fit --dataset dtd --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
-      pipeline fit --dataset dtd --method cmm --ablation no_triplet --ablation frozen_prototypes
+      pipeline fit --dataset dtd,eurosat --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
+      pipeline fit --dataset dtd --method cmm --ablation no_triplet,frozen_prototypes   # two runs
+      pipeline fit --dataset dtd --method cmm --ablation frozen_prototypes+no_triplet   # one run, both
     """
     from pipeline.failures import check_device, check_writable_dir
-    from pipeline.output import progress_echo
     from stages.fit.parallel import usable_cores
     from stages.fit.run import fit_runs
 
@@ -64,13 +68,26 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
                                  param_hint="--method")
     if ablations and "cmm" not in methods:
         raise click.UsageError("--ablation applies to CMM: add cmm to --method")
+    if train_views == "aug":
+        methods = _methods_using_views(methods)
+    for option, value in (("--cache", cache_file), ("--subsets", subsets_dir), ("--eval-on", eval_on)):
+        if value and len(dataset) > 1:
+            raise click.UsageError(f"{option} belongs to one dataset; give one --dataset with it, not {len(dataset)}")
     check_device(device)
     check_writable_dir(runs_dir, "--runs-dir")
-    source = open_cache(cache_file, cache_dir, dataset, model, pretrained)
+    sources = [open_cache(cache_file, cache_dir, name, model, pretrained) for name in dataset]  # all, before any fit
     eval_sources = {name: open_cache(None, cache_dir, name, model, pretrained) for name in (eval_on or ())}
-    written = fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir,
-                       template_set=template_set, train_views=train_views,
-                       ablation={name: True for name in ablations}, subsets_dir=subsets_dir,
-                       eval_sources=eval_sources, force=force, device=device,
-                       jobs=jobs or (usable_cores() if device == "cpu" else 1), progress=progress_echo(),
-                       summary=click.echo)
+    for source in sources:
+        fit_runs(source, methods=methods, shots=shots, seeds=seeds, runs_dir=runs_dir, template_set=template_set,
+                 train_views=train_views, ablations=[dict.fromkeys(names, True) for names in ablations],
+                 subsets_dir=subsets_dir, eval_sources=eval_sources, force=force, device=device,
+                 jobs=jobs or (usable_cores() if device == "cpu" else 1), progress=progress_echo(), summary=click.echo)
+
+
+def _methods_using_views(methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods that augmented views change (--train-views aug), saying which are left out and why."""
+    left_out = [m for m in methods if not uses_views(m)]
+    if left_out:
+        progress_echo()(f"note: {', '.join(left_out)} not fitted with --train-views aug (they train on no image: "
+                        "augmented views change nothing; their plain runs stand)")
+    return tuple(m for m in methods if uses_views(m))

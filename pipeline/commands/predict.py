@@ -9,10 +9,11 @@ from pathlib import Path
 import click
 
 from pipeline.options import torch_device
+from pipeline.output import progress_echo
 
 
 @click.command(short_help="Classify new images with a fitted run.")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option("--run", "run_record", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A run record (.json) written by pipeline fit.")
 @click.option("--pretrained", help="Where the weights are now, if the checkpoint file has moved (default: as extracted).")
@@ -21,7 +22,7 @@ from pipeline.options import torch_device
               help="Also write the predictions to a .csv or .json file.")
 @click.option("--device", default="cpu", show_default=True, callback=torch_device, help="Torch device (cpu, cuda).")
 def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
-    """Classify IMAGES with the classifier of a fitted run.
+    """Classify IMAGES (files, or folders: their image files, recursively, sorted) with a fitted run.
 
     Images are encoded with the same model, weights and preprocessing as the run's cache; a mismatch is
     refused, naming what differs.
@@ -29,9 +30,9 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     \b
     Examples:
       pipeline predict photo1.jpg photo2.png --run work_dir/runs/dtd/ViT-B-16__openai/cmm/shots16_seed1.json
-      pipeline predict images/*.jpg --run RECORD.json --top-k 3 --out predictions.csv
+      pipeline predict my_photos/ --run RECORD.json --top-k 3 --out predictions.csv
     """
-    from stages.extract.files import encode_like_cache
+    from stages.extract.files import encode_like_cache, image_paths
     from stages.fit.persist import load_fitted
     from stages.shared.errors import RecordError
     from stages.shared.record import read_record
@@ -43,6 +44,10 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
     check_device(device)
     if out_file is not None:
         check_writable_dir(out_file.parent, "--out")
+    images, not_images = image_paths(images)
+    if not_images:
+        shown = ", ".join(str(path) for path in not_images[:3]) + (" ..." if len(not_images) > 3 else "")
+        progress_echo()(f"note: {len(not_images)} file(s) without an image suffix left out: {shown}")
     record = read_record(run_record)
     cache_path = record.cache.get("path")
     if not isinstance(cache_path, str) or not cache_path or "\x00" in cache_path or not isinstance(

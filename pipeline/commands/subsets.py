@@ -32,11 +32,13 @@ def subsets(split_file, dataset, model, pretrained, cache_dir, cache_file, shots
 
     from pipeline.failures import check_writable_dir
 
+    if len(dataset) > 1:
+        raise click.UsageError("subsets are drawn from one dataset's split lists; give one --dataset")
     check_writable_dir(out_dir, "--out")
     if split_file is not None:
         train, val = read_split_labels(split_file)
     else:
-        cache = open_cache(cache_file, cache_dir, dataset, model, pretrained)
+        cache = open_cache(cache_file, cache_dir, dataset[0], model, pretrained)
         train, val = cache.split_labels("train"), cache.split_labels("val")
     written = write_subsets(train, val, shots, seeds, out_dir)
     click.echo(f"wrote {len(written)} subset file(s) to {out_dir}")

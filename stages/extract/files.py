@@ -2,15 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from stages.extract.datasets.folders import IMAGE_EXTENSIONS
 from stages.extract.images import load_rgb
 from stages.extract.models import LoadedModel, load_model
-from stages.shared.errors import ModelError
+from stages.shared.errors import DatasetError, ModelError
+
+
+def image_paths(paths: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """The images to classify, in the order given: a file as it is, a folder as its image files (by suffix),
+    recursively, in code-point order of their paths; also the files those folders hold that are not images.
+
+    Hidden files and folders are skipped, as in dataset folders; a folder without an image is refused.
+    """
+    images: list[Path] = []
+    others: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            images.append(path)
+            continue
+        found = []
+        for folder, subfolders, names in os.walk(path):
+            subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+            for name in names:
+                if not name.startswith("."):
+                    is_image = os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+                    (found if is_image else others).append(Path(folder) / name)
+        if not found:
+            raise DatasetError(f"{path}: no image files in this folder or below (looked for "
+                               f"{', '.join(sorted(IMAGE_EXTENSIONS))}); give a folder of images")
+        images += sorted(found, key=lambda p: p.relative_to(path).as_posix())
+    return images, sorted(others)
 
 
 def encode_files(loaded: LoadedModel, paths: Sequence[Path], *, batch_size: int = 64,

@@ -26,7 +26,7 @@ import torch
 from cache.validate import MAX_LOGIT_SCALE
 from stages.shared.errors import ModelError
 from stages.shared.naming import (CHECKPOINT_SUFFIXES, asks_random, config_model_name, file_identity, file_sha256,
-                                  is_random, local_dir_identity)
+                                  is_random, local_dir_identity, weights_identity)
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,31 @@ def load_model(
     if not math.isfinite(logit_scale) or not 0.0 < logit_scale <= MAX_LOGIT_SCALE:  # a broken or crafted checkpoint
         raise ModelError(f"model {model_name} with weights {weights} has logit scale {logit_scale}, outside "
                          f"(0, {MAX_LOGIT_SCALE:g}]; the checkpoint is broken or not a CLIP model")
-    key_fields = {
-        "model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",
-        "weights": weights,
-        "preprocess": _describe(preprocess),
-        "open_clip": open_clip.__version__,
-        "torch": torch.__version__.split("+")[0],
-    }
+    key_fields = {**_identity_fields(name, config_file, weights), "preprocess": _describe(preprocess)}
     return LoadedModel(model, preprocess, tokenizer, name, weights, weights == "none", logit_scale, size, mean, std,
                        key_fields)
+
+
+def key_fields_unbuilt(model_name: str, pretrained: str | None) -> dict[str, str] | None:
+    """``load_model(model_name, pretrained).key_fields`` but the preprocessing, without building the model.
+
+    The preprocessing follows from these fields and ``--weights-tag`` (a tag's is open_clip's, a config file's
+    and a local-dir folder's are hashed in them), except for hf-hub ids (the hub's config) and local-dir
+    architectures with random weights (the folder's config, unhashed): None for those. Nothing is checked
+    here that ``load_model`` would refuse; a missing checkpoint file simply gives fields no cache has.
+    """
+    name, config_file = _register_config(model_name)
+    if name.startswith("hf-hub:") or (name.startswith("local-dir:") and asks_random(pretrained)):
+        return None
+    return _identity_fields(name, config_file, weights_identity(model_name, pretrained))
+
+
+def _identity_fields(name: str, config_file: Path | None, weights: str) -> dict[str, str]:
+    """The key fields naming the model, its weights and the libraries that run it."""
+    import open_clip
+
+    return {"model": name if config_file is None else f"{name}@{file_sha256(config_file)[:12]}",
+            "weights": weights, "open_clip": open_clip.__version__, "torch": torch.__version__.split("+")[0]}
 
 
 def check_model_name(model_name: str) -> None:
@@ -147,6 +163,13 @@ def _register_config(model_name: str) -> tuple[str, Path | None]:
             raise ModelError(f"model folder not found: {model_name.split(':', 1)[1]} (from {model_name})")
         return model_name, None
     if model_name not in open_clip.list_models():
+        given = Path(model_name).expanduser()
+        if given.is_dir():
+            raise ModelError(f"unknown open_clip model '{model_name}': it is a folder; for a model folder (with "
+                             f"open_clip_config.json and its weights) pass --model local-dir:{model_name}")
+        if given.is_file():
+            raise ModelError(f"unknown open_clip model '{model_name}': it is a file; a checkpoint goes to --pretrained "
+                             "(with --model naming its architecture), a model config is a .json")
         names = {m.lower(): m for m in open_clip.list_models()}
         close = [names[m] for m in difflib.get_close_matches(model_name.lower().replace("/", "-"), names, n=4)]
         hint = f" (did you mean {', '.join(close)}?)" if close else " (see open_clip.list_models())"

@@ -29,7 +29,7 @@ from stages.extract.datasets import open_dataset
 from stages.extract.encode import (ImageJob, ImageSet, Runtime, Throughput, encode_jobs, encode_texts,
                                    todo_blocks)
 from stages.extract import tensor_transform
-from stages.extract.models import LoadedModel, load_model
+from stages.extract.models import LoadedModel, key_fields_unbuilt, load_model
 from stages.extract.templates import format_prompts, templates_for
 from stages.extract.views import augment_transform
 
@@ -83,28 +83,34 @@ class ExtractResult:
     steady_images_per_second: float = 0.0  # after the first block (no start-up): what a long run settles to
 
 
-def extract(request: ExtractRequest, progress: Callable[[str], None] = print) -> ExtractResult:
-    """Run stage one for ``request``; returns where the cache is and how much was encoded."""
+def extract(request: ExtractRequest, progress: Callable[[str], None] = print,
+            models: dict[tuple, LoadedModel] | None = None) -> ExtractResult:
+    """Run stage one for ``request``; returns where the cache is and how much was encoded.
+
+    The model is built only when there is something to encode. ``models`` keeps built models across calls
+    (several datasets with one model build it once).
+    """
     _check_request(request)
     reader = open_dataset(request.dataset, request.data_root, **request.dataset_options)
     splits = tuple(request.splits or reader.splits)
     reader.validate(splits)
-    runtime = _runtime(request)
+    runtime = _with_decoder(_runtime(request), request)
     if request.batch_size is None:
         request = dataclasses.replace(request, batch_size=default_batch_size(runtime.device.type))
-    loaded = load_model(request.model, request.pretrained, device=str(runtime.device), weights_tag=request.weights_tag)
-    _cast(loaded, runtime)
-    runtime = _with_decoder(runtime, request, loaded, progress)
-    key = dict(loaded.key_fields, dataset=request.dataset, listing=reader.fingerprint(),
-               precision=runtime.precision if runtime.precision != "auto" else "fp32",
-               store_dtype=request.store_dtype)
-    decoder = decoder_identity(runtime, request.fast_decode)
-    if decoder != "pil":  # other pixels, other features: never mixed with a cache of another decoder
-        key["decode"] = decoder
     path = request.target()
     _refuse_legacy_name(request, path)
     plan = _plan(reader, splits, request)
-    if _already_done(path, key, plan, request):
+    listing = reader.fingerprint()
+    # a complete cache needs no model built: most of its key is known without one
+    known = key_fields_unbuilt(request.model, request.pretrained) if path.exists() and not request.force else None
+    complete = known is not None and _already_done(path, _cache_key(known, request, listing, runtime), plan,
+                                                   request, weights_tag=request.weights_tag or "")
+    if not complete:
+        loaded = _model(request, runtime, {} if models is None else models)
+        runtime = _with_decoder(runtime, request, loaded, progress)
+        key = _cache_key(loaded.key_fields, request, listing, runtime)
+        complete = _already_done(path, key, plan, request)
+    if complete:
         progress(f"{path}: already complete for this request; nothing to encode (pass --force to rebuild)")
         return ExtractResult(path, 0, [], 0.0)
 
@@ -130,12 +136,21 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print) ->
     if world > 1:
         progress(f"{meter.count} image views encoded by this rank ({rate:.1f} img/s); waiting for the other ranks")
         count, skipped = _merge_shards(path, key, world, rank, meter.count, skipped, progress)
-        return ExtractResult(path, count, skipped, rate)
+        return ExtractResult(path, count, skipped, rate, meter.steady())
     if skipped:
         progress(f"skipped {len(skipped)} unreadable image(s); listed in {path} (pipeline info lists them)")
     progress(f"{path}: {encoded_summary(images, views, prompts, rate)}"
              + (" [RANDOM WEIGHTS: not CLIP features]" if loaded.random_weights else ""))
     return ExtractResult(path, meter.count, skipped, rate, meter.steady())
+
+
+def check_datasets(requests: list[ExtractRequest]) -> None:
+    """Open and check the dataset of every request, so that a list stops on a missing or broken dataset before
+    any of them is encoded."""
+    for request in requests:
+        _check_request(request)
+        reader = open_dataset(request.dataset, request.data_root, **request.dataset_options)
+        reader.validate(tuple(request.splits or reader.splits))
 
 
 def encoded_summary(images: int, views: int, prompts: dict[str, int], rate: float) -> str:
@@ -149,6 +164,27 @@ def encoded_summary(images: int, views: int, prompts: dict[str, int], rate: floa
         count = sum(new_prompts.values())
         done += f" and {count} prompt{'s' if count != 1 else ''} ({', '.join(new_prompts)})"
     return f"encoded {done}"
+
+
+def _cache_key(model_fields: dict[str, str], request: ExtractRequest, listing: str, runtime: Runtime) -> dict:
+    """The cache key: the model's fields, the dataset listing, precision, stored dtype and decoding."""
+    key = dict(model_fields, dataset=request.dataset, listing=listing,
+               precision=runtime.precision if runtime.precision != "auto" else "fp32", store_dtype=request.store_dtype)
+    decoder = decoder_identity(runtime, request.fast_decode)
+    if decoder != "pil":  # other pixels, other features: never mixed with a cache of another decoder
+        key["decode"] = decoder
+    return key
+
+
+def _model(request: ExtractRequest, runtime: Runtime, models: dict[tuple, LoadedModel]) -> LoadedModel:
+    """The request's model on its device and precision, built once per ``models``."""
+    spec = (request.model, request.pretrained, request.weights_tag, str(runtime.device), runtime.precision)
+    if spec not in models:
+        loaded = load_model(request.model, request.pretrained, device=str(runtime.device),
+                            weights_tag=request.weights_tag)
+        _cast(loaded, runtime)
+        models[spec] = loaded
+    return models[spec]
 
 
 def _refuse_legacy_name(request: ExtractRequest, path: Path) -> None:
@@ -201,13 +237,14 @@ def decoder_identity(runtime: Runtime, fast_decode: bool) -> str:
     return "jpeg-draft" if fast_decode else "pil"
 
 
-def _with_decoder(runtime: Runtime, request: ExtractRequest, loaded: LoadedModel,
-                  progress: Callable[[str], None]) -> Runtime:
-    """Resolve ``--decode auto`` (tensor on CUDA, pil elsewhere: BENCHMARKS.md says why) and check tensor fits."""
-    decode = request.decode
+def _with_decoder(runtime: Runtime, request: ExtractRequest, loaded: LoadedModel | None = None,
+                  progress: Callable[[str], None] = print) -> Runtime:
+    """Resolve ``--decode auto`` (tensor on CUDA, pil elsewhere: BENCHMARKS.md says why); with the model
+    built, check that the tensor path can follow its preprocessing (else pil, or an error if tensor was asked)."""
+    decode = runtime.decode if loaded is not None else request.decode
     if decode == "auto":
         decode = "tensor" if runtime.device.type == "cuda" and not request.fast_decode else "pil"
-    if decode == "tensor":
+    if decode == "tensor" and loaded is not None:
         try:
             tensor_transform.eval_transform(loaded.preprocess)
         except tensor_transform.UnsupportedTransform as exc:
@@ -311,11 +348,20 @@ def _plan(reader, splits: tuple[str, ...], request: ExtractRequest) -> _Plan:
     return _Plan(listings, positions)
 
 
-def _already_done(path: Path, key: dict, plan: _Plan, request: ExtractRequest) -> bool:
+def _already_done(path: Path, key: dict, plan: _Plan, request: ExtractRequest, weights_tag: str | None = None) -> bool:
+    """Whether the cache at ``path`` holds everything ``request`` asks for; a cache of other inputs is refused.
+
+    With ``weights_tag`` given, ``key`` lacks the model's preprocessing, which that tag and the key's other
+    fields determine: a cache that differs in any of them is not refused here but left to the full key.
+    """
     if request.force or not path.exists():
         return False
     cache = FeatureCache(path)
-    cache.check_key(key)
+    if weights_tag is None:
+        cache.check_key(key)
+    elif cache.attrs.get("weights_tag") != weights_tag or {k: str(v) for k, v in key.items()} != {
+            k: v for k, v in cache.key_fields.items() if k != "preprocess"}:  # a field only one side has counts
+        return False
     wanted_aug = request.aug_views > 0 and "train" in plan.positions
     have = set(cache.splits)
     for split, positions in plan.positions.items():

@@ -1,6 +1,6 @@
 """Cross-Modal Mapping (CMM, arXiv 2412.20110) as a scikit-learn estimator on cached CLIP features.
 
-v = norm(x); v' = v + vW (W = 0 at start: training starts at zero-shot CLIP) [plain map: v' = vW, W = I];
+v = norm(x); v' = v + vW (W = 0 at start: training starts at zero-shot CLIP);
 T starts at T0 (normalised mean of normalised per-template text features) and trains unless frozen;
 l_zs = s v.T0^T, l_cmm = s norm(v').norm(T)^T, fused l = l_zs + alpha l_cmm (no fusion: l = l_cmm);
 loss = CE(l, y) + lambda_tri * mean(max(0, d(v', T_y) - d(v', T_n) + margin)) + prior / N * (||W - W0||^2 +
@@ -103,7 +103,8 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
     selection : "guarded", "search" or "none" (module docstring).
     noise_z : how many standard errors of the paired val difference a choice must gain ("guarded").
     train_prototypes : False freezes T = T0 (ablation).
-    map : "residual" (v + vW, W = 0) or "plain" (vW, W = I; ablation).
+    map : "residual" (v + vW, W = 0) or "plain" (vW, W = I, pulled towards I: the same model written another
+        way, so its fits equal the residual map's; kept so that runs of the former ``plain_map`` ablation load).
     bias : add a trainable bias to the mapped feature (ablation).
     fusion : False uses l_cmm alone (ablation).
     weight_decay : AdamW's decoupled decay of W and of the bias ("search" used 1e-2).

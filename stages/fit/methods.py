@@ -14,14 +14,30 @@ METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "
 #: what ``pipeline fit`` runs unless told otherwise; the further baselines (clap) are opt-in.
 DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp")
 
+#: methods that train on no image, so that augmented views (``--train-views aug``) cannot change them
+IGNORES_VIEWS: frozenset[str] = frozenset({"zero_shot"})
+
+#: CMM ablations: what each one changes in the model (shown by ``pipeline fit --help``). Each is its own run
+#: (label ``cmm+<name>``); ``a+b`` combines them in one run (label ``cmm+a+b``, names sorted).
 ABLATIONS: dict[str, str] = {
-    "no_triplet": "CMM without the triplet loss (lambda = 0)",
-    "frozen_prototypes": "CMM with the text prototypes frozen at T0",
-    "no_fusion": "CMM logits only, no zero-shot fusion",
-    "plain_map": "v' = vW with W = I instead of the residual map",
-    "bias": "add a trainable bias to the map",
-    "val_search": "CMM's previous selection: learning rate x checkpoint x alpha searched on val, no prior",
+    "no_triplet": "lambda = 0: no triplet loss, cross-entropy only",
+    "frozen_prototypes": "T = T0: the prototypes stay the text features, only the map W trains",
+    "no_fusion": "l = l_cmm: the prediction without the zero-shot logits",
+    "no_prior": "prior = 0: W and T are not pulled towards zero-shot (one fit instead of three prior "
+                "strengths; the fusion weight is still chosen on val)",
+    "bias": "v' = v + vW + b: a trainable bias b after the map (pulled towards 0 like W)",
+    "val_search": "CMM's previous selection: learning rate x checkpoint x alpha by highest val accuracy, no prior",
 }
+#: Ablations that no longer exist, with why: records that carry them stay readable, new runs are refused.
+REMOVED_ABLATIONS: dict[str, str] = {
+    "plain_map": "v' = vW with W = I pulled towards I is the residual map v + vW written another way (its fits "
+                 "equal cmm's); use no_prior to see what the pull towards zero-shot does",
+}
+
+
+def uses_views(method: str) -> bool:
+    """Whether cached augmented views change ``method``'s fit (as extra rows, or averaged into its keys)."""
+    return method not in IGNORES_VIEWS
 
 
 def estimator_classes() -> list[type]:
@@ -49,7 +65,9 @@ def cmm_ablation_params(ablation: dict[str, bool] | None) -> dict:
     """CMMClassifier parameters that realise the ablation flags."""
     unknown = sorted(set(ablation or {}) - set(ABLATIONS))
     if unknown:
-        raise FitError(f"unknown ablation '{unknown[0]}'; choose from {', '.join(ABLATIONS)}")
+        why = REMOVED_ABLATIONS.get(unknown[0])
+        raise FitError(f"ablation '{unknown[0]}' was removed: {why}" if why else
+                       f"unknown ablation '{unknown[0]}'; choose from {', '.join(ABLATIONS)}")
     on = {name for name, value in (ablation or {}).items() if value}
     params: dict = {}
     if "no_triplet" in on:
@@ -58,8 +76,8 @@ def cmm_ablation_params(ablation: dict[str, bool] | None) -> dict:
         params["train_prototypes"] = False
     if "no_fusion" in on:
         params["fusion"] = False
-    if "plain_map" in on:
-        params["map"] = "plain"
+    if "no_prior" in on:
+        params.update(prior=0.0, prior_grid=None)
     if "bias" in on:
         params["bias"] = True
     if "val_search" in on:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -23,7 +24,7 @@ from stages.shared.errors import FitError, RecordError
 from stages.fit.gap import gap_metrics, joint_projection
 from stages.fit.estimator import numpy_threads, top1
 from stages.fit.features import class_prototypes, l2_normalize
-from stages.fit.methods import make_estimator, method_label
+from stages.fit.methods import cmm_ablation_params, make_estimator, method_label
 from stages.fit.metrics import accuracy_metrics
 from stages.fit.persist import save_fitted
 from stages.fit.source import FeatureSource
@@ -176,7 +177,6 @@ class Sweep:
     classes: list[str]
     template_set: str
     train_views: str
-    ablation: dict[str, bool] | None
     subsets_dir: Path | None
     device: str
     force: bool
@@ -188,7 +188,7 @@ class Sweep:
 
 @dataclass(frozen=True)
 class PlannedFit:
-    """One (method, shots, seed) fit to do, where its record goes and the subset source it is made from."""
+    """One (method variant, shots, seed) fit to do, where its record goes and the subset source it is made from."""
 
     method: str
     label: str
@@ -196,24 +196,28 @@ class PlannedFit:
     seed: int
     path: Path
     origin: str
+    ablation: tuple[str, ...] = ()  # CMM's ablations in this run (sorted names)
 
 
 @dataclass
 class UnitResult:
-    """What a (shots, seed) unit did: its notices, then one (fit, message, written) per run it finished."""
+    """What a (shots, seed) unit did: its notices, one (fit, message, written) per run it finished, and its seconds."""
 
     notices: list[str]
     fits: list[tuple[PlannedFit, str, bool]]
+    seconds: float = 0.0
 
 
 def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[int], seeds: Sequence[int],
              runs_dir: Path, template_set: str = "coop", train_views: str = "plain",
-             ablation: dict[str, bool] | None = None, subsets_dir: Path | None = None,
+             ablations: Sequence[Mapping[str, bool]] | None = None, subsets_dir: Path | None = None,
              eval_sources: dict[str, FeatureSource] | None = None, force: bool = False,
              device: str = "cpu", jobs: int = 1, progress: Callable[[str], None] = print,
              summary: Callable[[str], None] | None = None) -> list[Path]:
     """Fit every (method, shots, seed) on ``source`` and write one record each; returns the record paths.
 
+    ``ablations`` lists the CMM variants to fit in place of plain CMM, each its own run and label (one mapping
+    of ablation flags each: ``[{"no_triplet": True}, {"no_triplet": True, "bias": True}]`` is two runs).
     ``jobs`` > 1 fits the (shots, seed) units in that many worker processes (stages/fit/parallel.py), with the
     same records as ``jobs=1``. Every record is written atomically as soon as its fit ends, so an interrupted
     sweep keeps what it finished and a rerun fits only the rest. ``progress`` gets one line per fit with the
@@ -242,39 +246,40 @@ def fit_runs(source: FeatureSource, *, methods: Sequence[str], shots: Sequence[i
             raise FitError(f"--eval-on {name}: its cache was encoded by {theirs['model']} ({theirs['weights']}), "
                            f"not {info['model']} ({info['weights']}); extract it with the same model and weights")
     sweep = Sweep(source=source, runs_dir=Path(runs_dir), info=info, text=text, classes=classes,
-                  template_set=template_set, train_views=train_views, ablation=ablation, subsets_dir=subsets_dir,
+                  template_set=template_set, train_views=train_views, subsets_dir=subsets_dir,
                   device=device, force=force, skipped=_skipped(source), versions=versions(),
                   test=LazyTestSplit(source),
                   shifts={name: LazyTestSplit(other) for name, other in (eval_sources or {}).items()})
-    labels = {m: method_label(m, ablation if m == "cmm" else None, template_set, train_views) for m in methods}
-    plan = [PlannedFit(m, labels[m], int(k), int(s),
-                       record_path(runs_dir, source.dataset, info["model"], info["weights"], labels[m], int(k), int(s)),
-                       subset_origin(subsets_dir, int(k), int(s)))
-            for k in shots for s in seeds for m in methods]
+    variants = [(m, names) for m in methods for names in (_cmm_variants(ablations) if m == "cmm" else [()])]
+    labels = {v: method_label(v[0], dict.fromkeys(v[1], True), template_set, train_views) for v in variants}
+    plan = [PlannedFit(m, labels[m, names], int(k), int(s),
+                       record_path(runs_dir, source.dataset, info["model"], info["weights"], labels[m, names], int(k),
+                                   int(s)),
+                       subset_origin(subsets_dir, int(k), int(s)), names)
+            for k in shots for s in seeds for m, names in variants]
     if folder.is_dir():
         remove_stale_temps(folder)  # temporary files of a sweep that was killed mid-write
-    meter = SweepProgress(len(plan), source.dataset, progress)
     units: dict[tuple[int, int], list[PlannedFit]] = {}
     for fit in plan:
-        if not force and _existing(fit.path, key, fit.origin):
-            meter.existed()
-        else:
+        if force or not _existing(fit.path, key, fit.origin):
             units.setdefault((fit.shots, fit.seed), []).append(fit)
-    todo = list(units.values())
+    # largest units first (their cost grows with the shots): the last round of --jobs is then short, not a
+    # 16-shot unit that one worker fits while the others idle, and the ETA's first figures are upper bounds
+    todo = sorted(units.values(), key=lambda unit: -unit[0].shots)
     workers = min(int(jobs), len(todo))
+    meter = SweepProgress(len(plan), source.dataset, progress, [fit for unit in todo for fit in unit], workers)
     if workers <= 1:
         for unit in todo:
-            fit_unit(sweep, unit, on_fit=meter.finished, on_notice=progress)
+            result = fit_unit(sweep, unit, on_fit=meter.finished, on_notice=progress)
+            meter.unit_finished(unit[0].shots, len(unit), result.seconds)
     else:
         from stages.fit.parallel import run_units
 
         progress(f"{sum(map(len, todo))} fit(s) in {workers} worker processes")
-        # largest units first (their cost grows with the shots): the last round is then short, not a 16-shot unit
-        # that one worker fits while the others idle
-        largest_first = sorted(todo, key=lambda unit: -unit[0].shots)
-        for _, result in run_units(fit_unit, sweep, largest_first, workers):
+        for index, result in run_units(fit_unit, sweep, todo, workers):
             for notice in result.notices:
                 progress(notice)
+            meter.unit_finished(todo[index][0].shots, len(todo[index]), result.seconds)
             for fit, message, written in result.fits:
                 meter.finished(fit, message, written)
     records = "record exists" if meter.existing == 1 else "records exist"
@@ -292,9 +297,10 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     ``on_fit`` / ``on_notice`` report as it goes (the serial path); a worker process reports through the
     returned ``UnitResult`` instead.
     """
+    started_unit = time.perf_counter()
     result = UnitResult([], [])
     k, seed = unit[0].shots, unit[0].seed
-    source, classes, ablation, info = sweep.source, sweep.classes, sweep.ablation, sweep.info
+    source, classes, info = sweep.source, sweep.classes, sweep.info
     data = few_shot(source, k, seed, sweep.train_views, sweep.subsets_dir)
     short = short_classes(data.y, len(classes), k)
     if short:
@@ -306,7 +312,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     for fit in unit:
         method, path = fit.method, fit.path
         estimator = make_estimator(method, sweep.text, source.logit_scale, random_state=seed,
-                                   ablation=ablation if method == "cmm" else None, device=sweep.device)
+                                   ablation=dict.fromkeys(fit.ablation, True), device=sweep.device)
         started = time.perf_counter()
         with numpy_threads():  # numpy's share of the fit; each method sets torch's threads for its own passes
             estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)
@@ -324,7 +330,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         record = RunRecord(
             dataset=source.dataset, model=info["model"], weights=info["weights"],
             random_weights=bool(info.get("random_weights", False)), method=method, method_label=fit.label,
-            ablation={k_: v for k_, v in (ablation or {}).items() if v} if method == "cmm" else {},
+            ablation=dict.fromkeys(fit.ablation, True),
             shots=k, seed=seed, template_set=sweep.template_set, train_views=sweep.train_views,
             metrics=metrics, hyperparameters=getattr(estimator, "hyperparameters_", {}),
             search=getattr(estimator, "search_", {}),
@@ -350,34 +356,68 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         result.fits.append((fit, message, written))
         if on_fit is not None:
             on_fit(fit, message, written)
+    result.seconds = time.perf_counter() - started_unit
     return result
 
 
 class SweepProgress:
-    """``[done/total]`` lines with an ETA from the fits finished so far in this process's sweep."""
+    """``[done/total]`` lines, with an ETA once a (shots, seed) unit has finished.
 
-    def __init__(self, total: int, dataset: str, emit: Callable[[str], None]) -> None:
-        self.total, self.dataset, self.emit = total, dataset, emit
-        self.done = self.fitted = self.existing = 0
-        self.started = time.perf_counter()
+    A fit's cost grows with its shots and differs by method, and ``--jobs`` workers report a whole unit at once
+    after their start-up, so an ETA from the first fit alone is far off (20 minutes for a sweep of 37 s: one
+    worker's start-up and 16-shot unit, times every fit left). The ETA sums, over the fits still to do, the
+    measured seconds per fit of the units of the same shots (else of the nearest larger shots measured: units
+    run largest first, so that is an upper bound), shared among the workers.
+    """
 
-    def existed(self) -> None:
-        """A run whose record already exists (counted for the summary, not printed)."""
-        self.done += 1
-        self.existing += 1
+    def __init__(self, total: int, dataset: str, emit: Callable[[str], None], todo: Sequence[PlannedFit] = (),
+                 workers: int = 1) -> None:
+        """``total`` runs, of which ``todo`` are to fit (the others' records exist) by ``workers`` processes."""
+        self.total, self.dataset, self.emit, self.workers = total, dataset, emit, max(1, int(workers))
+        self.done = self.existing = total - len(todo)
+        self.fitted = 0
+        self.left = Counter(fit.shots for fit in todo)  # shots -> fits still to do
+        self.cost: dict[int, tuple[float, int]] = {}    # shots -> (seconds, fits) of the finished units
+
+    def unit_finished(self, shots: int, fits: int, seconds: float) -> None:
+        """A unit of ``fits`` fits at ``shots`` took ``seconds`` (in its process)."""
+        spent, count = self.cost.get(shots, (0.0, 0))
+        self.cost[shots] = (spent + seconds, count + fits)
 
     def finished(self, fit: PlannedFit, message: str, written: bool = True) -> None:
         """A run fitted now (``written``), or found written meanwhile by another process."""
         self.done += 1
+        self.left[fit.shots] = max(0, self.left[fit.shots] - 1)
         if written:
             self.fitted += 1
         else:
             self.existing += 1
-        elapsed = time.perf_counter() - self.started
-        left = self.total - self.done
-        eta = f", ETA {_duration(elapsed / max(self.fitted, 1) * left)}" if left and self.fitted else ""
+        eta = self.eta()
+        eta = f", ETA {_duration(eta)}" if eta is not None and self.done < self.total else ""
         self.emit(f"[{self.done}/{self.total}] {fit.label} {self.dataset} {fit.shots}-shot seed {fit.seed}: "
                   f"{message}{eta}")
+
+    def eta(self) -> float | None:
+        """Seconds the fits still to do should take, or None before a unit has finished."""
+        if not self.cost:
+            return None
+        measured = sorted(self.cost)
+        seconds = 0.0
+        for shots, count in self.left.items():
+            nearest = next((k for k in measured if k >= shots), measured[-1])
+            spent, fits = self.cost[nearest]
+            seconds += count * spent / fits
+        return seconds / self.workers
+
+
+def _cmm_variants(ablations: Sequence[Mapping[str, bool]] | None) -> list[tuple[str, ...]]:
+    """The sorted ablation names of each CMM run asked for, once each; plain CMM (``()``) when none.
+
+    Unknown or removed ablations are refused here, before any fit."""
+    variants = [tuple(sorted(name for name, on in flags.items() if on)) for flags in (ablations or [{}])]
+    for names in variants:
+        cmm_ablation_params(dict.fromkeys(names, True))
+    return list(dict.fromkeys(variants))
 
 
 def _duration(seconds: float) -> str:

@@ -22,7 +22,9 @@ so old files get the same name. Computing it from CLI arguments needs no torch (
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import re
 from pathlib import Path
 
@@ -150,8 +152,18 @@ def local_dir_identity(folder: Path) -> str:
     return f"{LOCAL_DIR}:{folder.name}@{digest.hexdigest()[:12]}"
 
 
-def file_sha256(path: str | Path, chunk_bytes: int = 1 << 22) -> str:
-    """Hash a file's bytes; used for weights files and split files in names and cache keys."""
+def file_sha256(path: str | Path) -> str:
+    """Hash a file's bytes; used for weights files and split files in names and cache keys.
+
+    Remembered per (path, size, modification time) within a process: one command names a checkpoint's cache
+    and keys it, and a checkpoint of 600 MB takes about a second to hash.
+    """
+    status = os.stat(path)
+    return _sha256(os.path.realpath(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int, chunk_bytes: int = 1 << 22) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(chunk_bytes), b""):

@@ -176,13 +176,27 @@ def test_augmented_training_needs_cached_views(source, tmp_path):
         fit_runs(source, runs_dir=tmp_path, train_views="aug", progress=lambda _: None, **FAST)
 
 
-def test_ablations_get_their_own_label(source, tmp_path):
-    [path] = fit_runs(source, runs_dir=tmp_path, methods=["cmm"], shots=[1], seeds=[1], progress=lambda _: None,
-                      ablation={"no_triplet": True, "frozen_prototypes": True})
-    record = json.loads(path.read_text())
-    assert record["method_label"] == "cmm+frozen_prototypes+no_triplet"
-    assert record["hyperparameters"]["lambda_tri"] == 0.0 and record["hyperparameters"]["train_prototypes"] is False
-    assert "lambda_tri" not in record["search"]["grid"]
+def test_each_ablation_is_its_own_run_and_a_combination_is_one(source, tmp_path):
+    paths = fit_runs(source, runs_dir=tmp_path, methods=["cmm", "zero_shot"], shots=[1], seeds=[1],
+                     progress=lambda _: None, ablations=[{"no_triplet": True}, {"frozen_prototypes": True},
+                                                         {"no_triplet": True, "frozen_prototypes": True}])
+    records = {json.loads(p.read_text())["method_label"]: json.loads(p.read_text()) for p in paths}
+    assert sorted(records) == ["cmm+frozen_prototypes", "cmm+frozen_prototypes+no_triplet", "cmm+no_triplet",
+                               "zero_shot"]
+    both = records["cmm+frozen_prototypes+no_triplet"]
+    assert both["ablation"] == {"frozen_prototypes": True, "no_triplet": True}
+    assert both["hyperparameters"]["lambda_tri"] == 0.0 and both["hyperparameters"]["train_prototypes"] is False
+    assert records["cmm+no_triplet"]["hyperparameters"]["train_prototypes"] is True
+    assert records["cmm+frozen_prototypes"]["hyperparameters"]["lambda_tri"] == 1.0
+    assert records["zero_shot"]["ablation"] == {} and "lambda_tri" not in both["search"]["grid"]
+
+
+@pytest.mark.parametrize("name, message", [("plain_map", "was removed"), ("nope", "unknown ablation 'nope'")])
+def test_unknown_and_removed_ablations_are_refused_before_any_fit(source, tmp_path, name, message):
+    with pytest.raises(FitError, match=message):
+        fit_runs(source, runs_dir=tmp_path, methods=["zero_shot", "cmm"], shots=[1], seeds=[1],
+                 progress=lambda _: None, ablations=[{name: True}])
+    assert not list(tmp_path.rglob("*.json"))
 
 
 def test_classes_shorter_than_k_use_all_their_images_and_say_so(tmp_path):

@@ -61,3 +61,60 @@ def test_weights_tag_is_passed_to_extract(tmp_path):
                       "tag or none"], result.stderr
     assert "unknown option" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "work" / "cache").exists()
+
+
+def test_aug_views_add_augmented_runs_beside_the_plain_ones_for_each_dataset(tmp_path):
+    """--dataset takes a list (one cache and run set each); --aug-views N fits the methods that train on images
+    a second time with the views (+aug), beside their plain runs; zero-shot, which trains on none, only plain."""
+    import json
+    import sys
+
+    from tests.conftest import TINY_MODEL_CONFIG
+    from tests.extract.conftest import Miniatures
+
+    for key in ("dtd", "eurosat"):
+        Miniatures(tmp_path / "data").coop(key, per_split=2)
+    work = tmp_path / "work"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = run_all("--dataset", "dtd,eurosat", "--data-root", str(tmp_path / "data"), "--model",
+                     str(TINY_MODEL_CONFIG), "--pretrained", "none", "--methods", "zero_shot,cmm,tip_adapter",
+                     "--shots", "1", "--seeds", "1", "--aug-views", "2", "--device", "cpu", "--work-dir", str(work),
+                     env={"RUN_ALL_SKIP_SETUP": "1", "PATH": path})
+    assert result.returncode == 0, result.stderr
+    labels = sorted((json.loads(p.read_text())["dataset"], json.loads(p.read_text())["method_label"])
+                    for p in (work / "runs").rglob("shots1_seed1.json"))
+    assert labels == [(key, label) for key in ("dtd", "eurosat")
+                      for label in ("cmm", "cmm+aug", "tip_adapter", "tip_adapter+aug", "zero_shot")]
+    assert "zero_shot not fitted with --train-views aug" in result.stdout
+    assert sorted(p.parent.name for p in (work / "cache").rglob("*.h5")) == ["dtd", "eurosat"]
+
+
+def test_setup_installs_the_tested_versions():
+    """run_all.sh installs with constraints.txt, which pins every package the project and its test extra pull in
+    (read from this environment's metadata), so a new dependency cannot go unpinned."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    script = SCRIPT.read_text()
+    assert "pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[test]'" in script
+    assert "constraints.txt -nt .venv/.installed" in script  # a new lock reinstalls
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    needed, todo = set(), [("cmm-pipeline", ("test",))]
+    while todo:
+        name, extras = todo.pop()
+        for text in metadata.requires(name) or []:
+            requirement = Requirement(text)
+            wanted = requirement.marker is None or any(
+                requirement.marker.evaluate({"extra": extra}) for extra in (*extras, ""))
+            dependency = canonicalize_name(requirement.name)
+            if wanted and dependency not in needed:
+                needed.add(dependency)
+                todo.append((requirement.name, tuple(requirement.extras)))
+    assert needed - set(pins) == set()
+    assert {"torch", "torchvision", "open-clip-torch", "numpy", "scikit-learn", "h5py"} <= set(pins)

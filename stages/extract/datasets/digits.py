@@ -20,9 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import sklearn.datasets
 from PIL import Image
-from sklearn.model_selection import train_test_split
 
 from stages.extract.datasets.base import Item, ListedReader
 from stages.extract.datasets.checks import Problem, path_problem
@@ -38,6 +36,9 @@ class DigitsReader(ListedReader):
     """Reader for the in-memory scikit-learn digits (``root`` is scikit-learn's bundled data folder)."""
 
     def __init__(self, key: str = "digits") -> None:
+        import sklearn.datasets  # here, not at import: every other dataset's extract would pay for it
+        from sklearn.model_selection import train_test_split
+
         bunch = sklearn.datasets.load_digits()
         self._pixels = np.asarray(bunch.images, dtype=np.float64)
         self._targets = np.asarray(bunch.target, dtype=np.int64)
