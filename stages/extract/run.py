@@ -62,7 +62,7 @@ class ExtractRequest:
     weights_tag: str | None = None
     skip_bad: bool = False
     fast_decode: bool = False  # JPEGs decoded at reduced scale (features differ slightly; keyed in the cache)
-    decode: str = "auto"  # pil | tensor | auto (tensor on CUDA, pil on the CPU): see decoder_for
+    decode: str = "auto"  # pil | tensor | auto (tensor on CUDA, pil on the CPU): see _with_decoder
     force: bool = False
     wait: float | None = 0.0
     dataset_options: dict = field(default_factory=dict)
@@ -118,7 +118,7 @@ def extract(request: ExtractRequest, progress: Callable[[str], None] = print,
              "random_weights": loaded.random_weights, "logit_scale": loaded.logit_scale,
              "argv": request.argv or " ".join(sys.argv), "model_arg": request.model,
              "pretrained_arg": request.pretrained or "none", "weights_tag": request.weights_tag or "",
-             "decoder": DECODER_DESCRIPTIONS[decoder]}
+             "decoder": DECODER_DESCRIPTIONS[decoder_identity(runtime, request.fast_decode)]}
     rank, world = runtime.shard
     target = path if world == 1 else _part_target(path, rank, world, request.force)
     with CacheWriter(target, key, attrs=attrs, force=request.force, wait=request.wait) as writer:
