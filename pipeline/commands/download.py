@@ -29,6 +29,8 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
     Archives are checked against their published checksums before anything is unpacked, unpacked safely
     and arranged into the exact folders and split files `pipeline extract` reads. A dataset already in
     place is verified against its split file and not fetched again; an interrupted run resumes.
+    Downloads and unpacking stop at size bounds; PIPELINE_DOWNLOAD_MAX_BYTES, PIPELINE_UNPACK_MAX_RATIO and
+    PIPELINE_UNPACK_MAX_BYTES raise them for a source you trust (docs/datasets.md, Limits).
     ImageNet needs your own copy (the command says where to put it).
 
     \b

@@ -77,7 +77,8 @@ def leftovers(data: Path, key: str, dirname: str) -> list[Path]:
     return [path for path in (data / dirname, data / STAGING / key) if os.path.lexists(path)]
 
 
-@pytest.mark.parametrize("key, top, moved", [("fgvc_aircraft", "fgvc-aircraft-2013b", "data"), ("dtd", "dtd", "images")])
+@pytest.mark.parametrize("key, top, moved", [("fgvc_aircraft", "fgvc-aircraft-2013b", "data"),
+                                             ("dtd", "dtd", "images")])
 def test_a_link_chain_out_of_the_data_root_is_refused_and_the_victim_is_untouched(server, tmp_path, key, top, moved):
     """Issue 22, item 2: ``deep -> .``, ``u1 -> deep/..`` ... ``u12 -> u11/..``, then ``TOP -> u12/<victim>``: the
     layout step ``{"move": "TOP/<moved>", ...}`` moved the victim's files into the dataset and removed the folder
@@ -122,8 +123,8 @@ def test_a_hard_link_through_a_link_chain_copies_nothing_from_outside(server, tm
     before = plant_victim(victim, {"secret.txt": b"the secret"})
     data = tmp_path / "data"
     outside = str(victim / "secret.txt").lstrip("/")
-    for extra in ([sym_link("leak", f"u12/{outside}"), hard_link("fgvc-aircraft-2013b/data/images/1000000.jpg", "leak")],
-                  [hard_link("fgvc-aircraft-2013b/data/images/1000000.jpg", f"u12/{outside}")]):
+    image = "fgvc-aircraft-2013b/data/images/1000000.jpg"
+    for extra in ([sym_link("leak", f"u12/{outside}"), hard_link(image, "leak")], [hard_link(image, f"u12/{outside}")]):
         members = link_chain("top", victim)[:-1] + extra
         archive = tar_of(members, {f"fgvc-aircraft-2013b/data/{name}": content for name, content in fgvc_data().items()
                                    if name != "images/1000000.jpg"})
@@ -200,7 +201,8 @@ def small_eurosat(server, tmp_path: Path, padding: bytes = b"") -> Path:
     split = json.dumps(small_split(paths)).encode()
     return write_manifest(tmp_path / "m.json", {"eurosat": {
         "files": [{"url": server.add("/EuroSAT.zip", archive), "sha256": sha256(archive), "approx_bytes": 1000},
-                  {"url": server.add("/split.json", split), "name": "split_zhou_EuroSAT.json", "sha256": sha256(split)}],
+                  {"url": server.add("/split.json", split), "name": "split_zhou_EuroSAT.json",
+                   "sha256": sha256(split)}],
         "steps": [{"extract": "EuroSAT.zip"}, {"move": "2750", "to": "2750"},
                   {"move": "split_zhou_EuroSAT.json", "to": "split_zhou_EuroSAT.json"}],
         "split": {"file": "split_zhou_EuroSAT.json"}}})

@@ -76,7 +76,8 @@ def test_symlink_planted_by_an_earlier_run_cannot_be_followed(tmp_path):
 def test_links_inside_the_target_become_copies(tmp_path):
     """No link is made on disk: a link to a file (through other links too) and a hard link become copies."""
     archive = tar_with(tmp_path / "a.tar", ("d/soft.jpg", "sym", "real.jpg"), ("d/real.jpg", "file", b"data"),
-                       ("d/hard.jpg", "hard", "d/real.jpg"), ("alias", "sym", "d"), ("e/via.jpg", "sym", "../alias/soft.jpg"),
+                       ("d/hard.jpg", "hard", "d/real.jpg"), ("alias", "sym", "d"),
+                       ("e/via.jpg", "sym", "../alias/soft.jpg"),
                        ("alias/through.jpg", "file", b"written through a folder link"), ("d/nothing", "sym", "gone"))
     target = tmp_path / "target"
     assert unpack(archive, target) == 5

@@ -70,6 +70,8 @@ def unpack(archive: Path, target: Path, limits: Limits | None = None) -> int:
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise disk_full(target, exc) from None
+        if exc.errno == errno.ENAMETOOLONG:
+            raise refused(archive.name, str(exc.filename), "has a name too long for this file system") from None
         raise DownloadError(f"{archive.name}: cannot write {exc.filename or target} while unpacking "
                             f"({exc.strerror or exc}) — check the folder, then rerun: files already out are kept") \
             from None
@@ -161,7 +163,7 @@ def _zip_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, tree: Tree) -> int:
         with _open_member(zf, info, tree.budget) as source:
             text = source.read(MAX_LINK_TEXT + 1)
         tree.symlink(info.filename, text.decode("utf-8", "surrogateescape"))
-    elif info.is_dir():
+    elif info.filename.endswith("/") or not info.filename:  # ZipInfo.is_dir() fails on an empty name
         tree.folder(info.filename)
     else:
         with _open_member(zf, info, tree.budget) as source:
