@@ -8,12 +8,14 @@ Ctrl-C run the real ``python -m pipeline`` process; the rest run the real comman
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -193,6 +195,14 @@ def test_an_endless_body_stops_at_the_manifest_bound(server, tmp_path):
     assert leftovers(data, "ucf101", "ucf101") == [] and not (data / STAGING).exists()
 
 
+def zip_bytes_deflated(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
 def small_eurosat(server, tmp_path: Path, padding: bytes = b"") -> Path:
     """A three-image EuroSAT whose split file is served too; ``padding`` is an extra member that makes it large."""
     paths = {cls: [f"{cls}/{cls}_{n}.jpg" for n in range(1, 4)] for cls in ("Forest", "River")}
@@ -219,7 +229,7 @@ def test_an_announced_size_past_the_bound_is_refused_unless_the_user_raises_it(s
     monkeypatch.setenv("PIPELINE_UNPACK_MAX_BYTES", "1K")  # and an unpack bound below the archive's 6 files
     monkeypatch.setenv("PIPELINE_DOWNLOAD_MAX_BYTES", "4M")
     small = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
-    assert small.exit_code == 1 and "it holds more than 1.0 KiB (raise PIPELINE_UNPACK_MAX_BYTES" in small.output
+    assert small.exit_code == 1 and "would pass 1.0 KiB (raise PIPELINE_UNPACK_MAX_BYTES" in small.output
     assert leftovers(data, "eurosat", "eurosat") == []
     monkeypatch.delenv("PIPELINE_UNPACK_MAX_BYTES")
     trusted = run("download", "eurosat", "--data-root", str(data), "--manifest", str(manifest))
@@ -241,9 +251,27 @@ def test_a_decompression_bomb_is_refused_and_leaves_nothing(server, tmp_path, ke
     result = run("download", key, "--data-root", str(data), "--manifest", str(manifest))
     assert result.exit_code == 1
     line = error_line(result.output)
-    assert f"error: {name}: refusing to unpack: it holds more than {limit} (20 x its" in line
+    assert f"error: {name}: refusing to unpack: the unpacked files would pass {limit} (20 x the" in line
     assert "raise PIPELINE_UNPACK_MAX_RATIO if you trust the source" in line and "nothing fetched" in line
     assert list(data.iterdir()) == []  # no dataset folder, no staging, no partial file
+
+
+def test_a_bomb_nested_in_an_archive_counts_against_what_was_downloaded(server, tmp_path):
+    """caltech-101.zip holds a tar.gz that the layout unpacks next: the budget is the dataset's, 20 x the bytes
+    downloaded, not 20 x the inner archive (a 200 KB zip holding a 21 MB tar.gz of 20 GiB of zeros)."""
+    inner = tar_gz_of_zeros("101_ObjectCategories/faces", 20 * 1024 * MIB, members=2560)
+    outer = zip_bytes_deflated({"caltech-101/101_ObjectCategories.tar.gz": inner})
+    assert len(outer) < 400_000 < 20 * MIB < len(inner)
+    manifest = write_manifest(tmp_path / "m.json", {"caltech101": {"files": [
+        {"url": server.add("/caltech-101.zip", outer)}]}})
+    data = tmp_path / "data"
+    result = run("download", "caltech101", "--data-root", str(data), "--manifest", str(manifest))
+    assert result.exit_code == 1
+    line = error_line(result.output)
+    bound = 20 * len(outer) + 64 * MIB
+    assert f"101_ObjectCategories.tar.gz: refusing to unpack: the unpacked files would pass {bound / MIB:.1f} MiB " \
+           f"(20 x the {len(outer) / 1024:.1f} KiB downloaded + 64.0 MiB" in line
+    assert list(data.iterdir()) == []
 
 
 @pytest.mark.parametrize("key, name, archive, why", [

@@ -2,8 +2,9 @@
 
 A file may be at most ``DOWNLOAD_MARGIN`` times its manifest's ``approx_bytes`` plus ``DOWNLOAD_SLACK`` (the
 sizes are approximate); without ``approx_bytes`` the server's Content-Length is the bound, and without either
-``DEFAULT_MAX_BYTES``. One archive may unpack to at most ``UNPACK_RATIO`` times its own size plus
-``UNPACK_SLACK``, and never more than ``DEFAULT_MAX_BYTES`` in all. Each bound can be raised (or set) by an
+``DEFAULT_MAX_BYTES``. What one dataset unpacks (nested archives included) may be at most ``UNPACK_RATIO``
+times the bytes downloaded for it plus ``UNPACK_SLACK``, and never more than ``DEFAULT_MAX_BYTES``; an archive
+unpacked on its own is measured against its own size. Each bound can be raised (or set) by an
 environment variable, for a source the user trusts: ``PIPELINE_DOWNLOAD_MAX_BYTES``, ``PIPELINE_UNPACK_MAX_RATIO``
 and ``PIPELINE_UNPACK_MAX_BYTES``. Sizes take a K, M, G or T suffix (powers of 1024).
 """
@@ -76,26 +77,28 @@ class Limits:
                 f"{DOWNLOAD_MARGIN} x the manifest's approx_bytes {approx_bytes} + {human_bytes(DOWNLOAD_SLACK)}; "
                 f"set {DOWNLOAD_ENV} if you trust the source")
 
-    def unpack_budget(self, archive: str, archive_bytes: int) -> "Budget":
-        """What one archive of ``archive_bytes`` may unpack to: the ratio bound, or the total bound if smaller."""
-        by_ratio = int(self.unpack_ratio * archive_bytes) + UNPACK_SLACK
+    def unpack_budget(self, basis_bytes: int, downloaded: bool = False) -> "Budget":
+        """What ``basis_bytes`` of archives (one archive, or all a dataset ``downloaded``) may unpack to: the ratio
+        bound, or the total bound if smaller."""
+        basis = f"the {human_bytes(basis_bytes)} downloaded" if downloaded else f"its {human_bytes(basis_bytes)}"
+        by_ratio = int(self.unpack_ratio * basis_bytes) + UNPACK_SLACK
         if by_ratio <= self.unpack_max:
-            return Budget(archive, by_ratio, f"{self.unpack_ratio:g} x its {human_bytes(archive_bytes)} + "
-                                             f"{human_bytes(UNPACK_SLACK)}; raise {RATIO_ENV} if you trust the source")
-        return Budget(archive, self.unpack_max, f"raise {UNPACK_ENV} if you trust the source")
+            return Budget(by_ratio, f"{self.unpack_ratio:g} x {basis} + {human_bytes(UNPACK_SLACK)}; raise "
+                                    f"{RATIO_ENV} if you trust the source")
+        return Budget(self.unpack_max, f"raise {UNPACK_ENV} if you trust the source")
 
 
 class Budget:
-    """Bytes one archive may still produce: its decompressed stream and the copies its links become."""
+    """Bytes unpacking may still produce: decompressed streams and the copies that links become."""
 
-    def __init__(self, archive: str, bound: int, rule: str) -> None:
-        self.archive, self.bound, self.rule = archive, bound, rule
+    def __init__(self, bound: int, rule: str) -> None:
+        self.bound, self.rule = bound, rule
         self.used = 0
 
     def check(self, more: int) -> None:
-        """SizeLimitError if ``more`` bytes would go past the bound."""
+        """SizeLimitError (to be prefixed with the archive's name) if ``more`` bytes would go past the bound."""
         if self.used + more > self.bound:
-            raise SizeLimitError(f"{self.archive}: refusing to unpack: it holds more than {human_bytes(self.bound)} "
+            raise SizeLimitError(f"refusing to unpack: the unpacked files would pass {human_bytes(self.bound)} "
                                  f"({self.rule}) — a decompression bomb or not the published archive; nothing "
                                  "fetched or unpacked for this dataset was kept")
 

@@ -23,7 +23,7 @@ from cache.lock import WriteLock
 from stages.extract.datasets import DATASETS
 from stages.extract.download.errors import DownloadError, DownloadInterrupted, RefusedError
 from stages.extract.download.fetch import Fetcher, part_path
-from stages.extract.download.limits import Limits
+from stages.extract.download.limits import Budget, Limits
 from stages.extract.download.manifest import DatasetEntry, Step, load_manifest
 from stages.extract.download.progress import human_bytes
 from stages.extract.download.staging import STAGING, Staging, check_path
@@ -172,8 +172,9 @@ def _build(entry: DatasetEntry, stage: Staging, request: DownloadRequest, fetche
             fetched.append(item.name)
     if fetched:  # what was unpacked or laid out before came from other files: start the layout afresh
         _clear_layout(stage)
+    budget = request.limits.unpack_budget(sum(path.stat().st_size for path in downloads.iterdir()), downloaded=True)
     for step in entry.steps:
-        _run_step(step, entry, stage, request.limits, echo)
+        _run_step(step, entry, stage, budget, echo)
     building.mkdir(parents=True, exist_ok=True)
     if entry.split is not None and entry.split.bundled:
         _place_bundled_split(entry, building)
@@ -222,7 +223,7 @@ def _marker(source: str) -> str:
     return ".unpacked-" + source.replace("/", "__")
 
 
-def _run_step(step: Step, entry: DatasetEntry, stage: Staging, limits: Limits, echo: Callable[[str], None]) -> None:
+def _run_step(step: Step, entry: DatasetEntry, stage: Staging, budget: Budget, echo: Callable[[str], None]) -> None:
     """One layout step; every path it reads, moves or removes is checked to be in staging with no link on the way."""
     downloads, unpacked, building = stage.downloads, stage.unpacked, stage.building
     if step.kind == "extract":
@@ -236,7 +237,7 @@ def _run_step(step: Step, entry: DatasetEntry, stage: Staging, limits: Limits, e
                                 "download is not laid out as the manifest says; check the manifest URL")
         echo(f"{entry.key}: unpacking {step.source}")
         stage.check(unpacked)
-        unpack(archive, unpacked, limits)
+        unpack(archive, unpacked, budget)
         marker.touch()
         return
     source = unpacked / step.source if os.path.lexists(unpacked / step.source) else downloads / step.source

@@ -4,9 +4,10 @@ Where members may land is ``members.Tree``'s job (no path, link or hard link may
 link is created on disk). This module reads the formats: a tar (plain, gzip, bzip2 or xz, told by its first
 bytes) is read as one stream to its very end, so the compressor's checksum is checked; a zip is checked
 member by member (encrypted members and unknown compression methods are refused before anything is
-written). Everything decompressed, and every copy a link becomes, counts against the archive's budget
-(``limits.Limits.unpack_budget``). Each file is written as ``NAME.part`` and renamed, so a file under its
-real name is complete; an interrupted unpack resumes by skipping the files already there with the right size.
+written). Everything decompressed, and every copy a link becomes, counts against a budget
+(``limits.Limits.unpack_budget``: the dataset's, or the archive's own). Each file is written as ``NAME.part``
+and renamed, so a file under its real name is complete; an interrupted unpack resumes by skipping the files
+already there with the right size.
 Devices, FIFOs and other special members are skipped. Every failure is one ``DownloadError`` line.
 """
 
@@ -28,7 +29,7 @@ from typing import BinaryIO, Iterator
 
 from stages.extract.download.errors import DownloadError, RefusedError
 from stages.extract.download.fetch import disk_full
-from stages.extract.download.limits import Budget, Limits
+from stages.extract.download.limits import Budget, Limits, SizeLimitError
 from stages.extract.download.members import CHUNK, MAX_LINK_TEXT, Tree, refused
 
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
@@ -53,17 +54,22 @@ def archive_kind(name: str) -> str:
     raise DownloadError(f"{name}: not a known archive type (zip, tar, tar.gz, tgz, tar.bz2, tar.xz)")
 
 
-def unpack(archive: Path, target: Path, limits: Limits | None = None) -> int:
-    """Unpack ``archive`` into ``target`` (created); returns the number of files written (0 when all were there)."""
+def unpack(archive: Path, target: Path, budget: Budget | None = None) -> int:
+    """Unpack ``archive`` into ``target`` (created); returns the number of files written (0 when all were there).
+
+    ``budget`` is what unpacking may still produce (shared by a dataset's archives); by default the archive's own.
+    """
     kind = archive_kind(archive.name)
     target.mkdir(parents=True, exist_ok=True)
     if target.is_symlink():
         raise refused(archive.name, ".", f"would be unpacked through the link {target}, which this tool did not make")
-    budget = (limits or Limits()).unpack_budget(archive.name, archive.stat().st_size)
+    budget = budget or Limits().unpack_budget(archive.stat().st_size)
     tree = Tree(archive.name, Path(os.path.realpath(target)), budget)
     try:
         written = _unpack_zip(archive, tree) if kind == "zip" else _unpack_tar(archive, tree)
         return written + tree.finish()
+    except SizeLimitError as exc:
+        raise SizeLimitError(f"{archive.name}: {exc}") from None
     except _Damaged as exc:
         raise RefusedError(f"{archive.name}: the archive is damaged ({exc}) — it was deleted; rerun to fetch it "
                            "again, or use --mirror with a good copy") from None
