@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stages.extract.download import DownloadError
+from stages.extract.download import members as tree_module
 from stages.extract.download.limits import Limits
 from stages.extract.download.unpack import archive_kind, unpack
 from tests.download.conftest import tar_bytes, zip_bytes
@@ -237,6 +238,30 @@ def test_hard_links_to_one_big_file_count_against_the_budget(tmp_path):
     with pytest.raises(DownloadError, match="refusing to unpack: the unpacked files would pass 64.0 MiB"):
         unpack(archive, tmp_path / "target")
     assert len(list((tmp_path / "target" / "d").glob("copy*.bin"))) < 64
+
+
+@pytest.mark.parametrize("members, why", [
+    ([("x/" * 150 + "f.jpg", "file", b"x")], "nests folders more than 100 deep"),
+    ([("x/" * 2100 + "f.jpg", "file", b"x")], "has a name longer than 4096 characters"),
+    ([("a", "sym", "/".join(["b"] * 150)), ("a/f.jpg", "file", b"x")], "nests folders more than 100 deep"),
+])
+def test_names_too_deep_or_too_long_are_refused_before_any_folder_is_made(tmp_path, members, why):
+    """Deep folders would also break the clean-up (Python 3.11's rmtree recurses once per level)."""
+    archive = tar_with(tmp_path / "deep.tar", *members)
+    with pytest.raises(DownloadError, match=why):
+        unpack(archive, tmp_path / "target")
+    assert list((tmp_path / "target").iterdir()) == []
+
+
+def test_a_link_maze_is_refused_after_bounded_work(tmp_path, monkeypatch):
+    """Links that expand every path into thousands of parts (``l0 -> l1/x/../x/..``...): resolving stops at a
+    bound on the parts looked at (8 million: seconds; lowered here to keep the test fast)."""
+    monkeypatch.setattr(tree_module, "MAX_STEPS", 200_000)
+    pad = "/".join(["x/.."] * 800)
+    links = [(f"l{n}", "sym", f"l{n + 1}/{pad}") for n in range(38)] + [("l38", "sym", "d")]
+    archive = tar_with(tmp_path / "maze.tar", *links, *[(f"l0/f{n}.jpg", "file", b"x") for n in range(100)])
+    with pytest.raises(DownloadError, match="makes resolving the archive's links take too long"):
+        unpack(archive, tmp_path / "target")
 
 
 def test_the_limits_are_raised_by_environment_variables():

@@ -25,13 +25,15 @@ from pathlib import Path
 from tests.download.hostile import stored_zip, zip_entry, zip_of
 
 NAMES = ["d/a.jpg", "d/b/c.txt", "d", "d/b", "a", "deep", "u1", "u2", "u3", "loop", "x/../y", "../up", "/abs/x",
-         "./d/./a.jpg", "d//a.jpg", "a\\b", "C:/win", "é/ü.jpg", "n" * 120 + "/f", "d/" + "m" * 300, ".", ""]
+         "./d/./a.jpg", "d//a.jpg", "a\\b", "C:/win", "é/ü.jpg", "n" * 120 + "/f", "d/" + "m" * 300, ".", "",
+         "d/" * 120 + "f", "y/" * 2100]
 
 
 def _link_targets(victim: Path) -> list[str]:
     outside = str(victim).lstrip("/")
     return [".", "..", "../..", "/", str(victim), outside, "deep/..", "u1/..", "u2/..", f"u3/{outside}", "a",
-            "d", "d/a.jpg", "d/b/c.txt", "loop", "loop/x", "../victim/secret.txt", "a/../..", "", "x" * 5000]
+            "d", "d/a.jpg", "d/b/c.txt", "loop", "loop/x", "../victim/secret.txt", "a/../..", "", "x" * 5000,
+            "/".join(["b"] * 150), "/".join(["u1/.."] * 500)]
 
 
 def _member(rng: random.Random, victim: Path) -> tarfile.TarInfo:

@@ -24,7 +24,9 @@ from stages.extract.download.limits import Budget
 
 CHUNK = 1 << 20
 MAX_HOPS = 40  # links followed in one path: Linux's own limit (ELOOP)
-MAX_LINK_TEXT = 4096  # PATH_MAX
+MAX_LINK_TEXT = MAX_NAME = 4096  # PATH_MAX
+MAX_DEPTH = 100  # folders in one path (datasets nest a few; Python 3.11's rmtree recurses once per level)
+MAX_STEPS = 8_000_000  # parts looked at while resolving one archive's paths through links: seconds of work
 
 
 def refused(archive: str, name: str, why: str) -> RefusedError:
@@ -36,6 +38,8 @@ def refused(archive: str, name: str, why: str) -> RefusedError:
 def member_path(archive: str, name: str) -> str:
     """The member's normalised relative path ('' for the root); refused if absolute or climbing with '..'."""
     cleaned = name.replace("\\", "/")
+    if len(cleaned) > MAX_NAME:
+        raise refused(archive, name[:60] + "...", f"has a name longer than {MAX_NAME} characters")
     if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":") or "\x00" in cleaned:
         raise refused(archive, name, "has an absolute path and would land outside the target folder")
     parts = [part for part in cleaned.split("/") if part not in ("", ".")]
@@ -50,6 +54,8 @@ class Tree:
     def __init__(self, archive: str, root: Path, budget: Budget) -> None:
         self.archive, self.root, self.budget = archive, root, budget
         self.links: dict[str, str] = {}  # where a link is (resolved) -> its text
+        self._link_names: set[str] = set()  # the links' last parts: only a part among them can be a link
+        self._steps = 0
         self._checked: set[str] = {""}  # folders known to be real folders below the root
 
     # -- the archive's namespace -------------------------------------------------------------------
@@ -69,11 +75,14 @@ class Tree:
                     raise refused(self.archive, name, "leads outside the target folder (through links and '..')")
                 done.pop()
                 continue
-            here = "/".join(done + [part])
-            text = self.links.get(here)
+            self._steps += 1 + (len(done) if part in self._link_names else 0)
+            if self._steps > MAX_STEPS:
+                raise refused(self.archive, name, "makes resolving the archive's links take too long (a link maze)")
+            text = self.links.get("/".join(done + [part])) if part in self._link_names else None
             if text is None:
                 done.append(part)
                 continue
+            here = "/".join(done + [part])
             hops += 1
             if hops > MAX_HOPS:
                 raise refused(self.archive, name, f"goes through more than {MAX_HOPS} links (a loop?)")
@@ -112,6 +121,7 @@ class Tree:
         if not where:
             raise refused(self.archive, name, "is a link in place of the target folder itself")
         self.links[where] = text
+        self._link_names.add(where.rpartition("/")[2])
         self.resolve(where, name)
 
     def hardlink(self, name: str, target: str) -> int:
@@ -168,6 +178,8 @@ class Tree:
     def _real_folder(self, rel: str, name: str) -> None:
         """Create ``root/rel`` part by part; refused if a part is a link or a file."""
         parts = rel.split("/") if rel else []
+        if len(parts) >= MAX_DEPTH:
+            raise refused(self.archive, name[:80], f"nests folders more than {MAX_DEPTH} deep")
         for depth in range(1, len(parts) + 1):
             here = "/".join(parts[:depth])
             if here in self._checked:

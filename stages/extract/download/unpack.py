@@ -77,7 +77,8 @@ def unpack(archive: Path, target: Path, budget: Budget | None = None) -> int:
         if exc.errno == errno.ENOSPC:
             raise disk_full(target, exc) from None
         if exc.errno == errno.ENAMETOOLONG:
-            raise refused(archive.name, str(exc.filename), "has a name too long for this file system") from None
+            name = os.path.relpath(exc.filename, target) if exc.filename else "?"
+            raise refused(archive.name, name[:80], "has a name too long for this file system") from None
         raise DownloadError(f"{archive.name}: cannot write {exc.filename or target} while unpacking "
                             f"({exc.strerror or exc}) — check the folder, then rerun: files already out are kept") \
             from None
