@@ -120,7 +120,6 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(body)
 
-
     def _endless(self, path: str) -> None:
         """200 with no Content-Length (HTTP/1.0: the body ends when the connection closes), zeros until the client
         stops reading (at most 1 GiB, so a client that never stops fails its test instead of hanging it)."""

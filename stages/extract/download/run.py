@@ -292,7 +292,7 @@ def _interrupted(entry: DatasetEntry, data: Path) -> DownloadInterrupted:
     final, root = data / entry.dirname, data / STAGING / entry.key
     if final.is_dir():
         return DownloadInterrupted(f"{entry.key} is complete at {final}; only the clean-up of {root} was cut short "
-                                   "(delete it, or rerun with nothing to fetch)")
+                                   "(delete that folder)")
     downloads = root / "downloads"
     kept = []
     for path in sorted(downloads.iterdir()) if downloads.is_dir() and not downloads.is_symlink() else []:
