@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
+from pipeline.failures import EXIT_INTERRUPTED
 from pipeline.settings import DATA_ROOT_ENV, MANIFEST_ENV, MIRROR_ENV
 
 
@@ -27,6 +29,8 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
     Archives are checked against their published checksums before anything is unpacked, unpacked safely
     and arranged into the exact folders and split files `pipeline extract` reads. A dataset already in
     place is verified against its split file and not fetched again; an interrupted run resumes.
+    Downloads and unpacking stop at size bounds; PIPELINE_DOWNLOAD_MAX_BYTES, PIPELINE_UNPACK_MAX_RATIO and
+    PIPELINE_UNPACK_MAX_BYTES raise them for a source you trust (docs/datasets.md, Limits).
     ImageNet needs your own copy (the command says where to put it).
 
     \b
@@ -35,7 +39,7 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
       pipeline download caltech101 --data-root ~/data --mirror https://lab.example.org/datasets
       pipeline download sun397 --data-root ~/data --dry-run
     """
-    from stages.extract.download import DOWNLOADABLE, DownloadRequest
+    from stages.extract.download import DOWNLOADABLE, DownloadInterrupted, DownloadRequest
     from stages.extract.download import download as run_download
 
     unknown = [name for name in datasets if name not in DOWNLOADABLE]
@@ -45,4 +49,8 @@ def download(datasets, data_root, mirrors, manifest, keep_archives, dry_run) -> 
 
     request = DownloadRequest(datasets=tuple(datasets), data_root=data_root, manifest=manifest, mirrors=tuple(mirrors),
                               keep_archives=keep_archives, dry_run=dry_run)
-    run_download(request, echo=click.echo)
+    try:
+        run_download(request, echo=click.echo)
+    except DownloadInterrupted as exc:  # the stage names what it kept; the generic Ctrl-C line would not
+        click.secho(f"error: interrupted; {exc}", fg="red", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 (standard library, in a thread) and archives in the datasets' published layouts.
 
 The server serves bytes registered per path, honours ``Range: bytes=N-`` (206), records every request with its
-Range header, and can cut a response mid-file (headers promise the whole file, half is sent, the socket closes).
+Range header, and can cut a response mid-file (headers promise the whole file, half is sent, the socket closes),
+stall one (part is sent, then nothing until the test ends) or send an endless body with no Content-Length.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import socket
 
 import pytest
 from PIL import Image
+
+from stages.extract.download.staging import Staging
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -47,6 +50,10 @@ class Served:
     requests: list[tuple[str, str | None]] = field(default_factory=list)  # (path, Range header)
     cut_next: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before cutting (once)
     types: dict[str, str] = field(default_factory=dict)  # path -> Content-Type (default octet-stream)
+    stall_next: dict[str, int] = field(default_factory=dict)  # path -> bytes to send before stalling (once)
+    endless: set[str] = field(default_factory=set)  # paths answered with zeros, no Content-Length, until cut
+    sent: dict[str, int] = field(default_factory=dict)  # path -> body bytes sent (endless bodies)
+    released: threading.Event = field(default_factory=threading.Event)  # set at teardown: stalls end
     base: str = ""
 
     def add(self, path: str, data: bytes) -> str:
@@ -64,11 +71,20 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except ConnectionError:  # the client hung up (a refused download): not the server's failure
+            pass
+
     def do_GET(self) -> None:
         served = self.served
         path = self.path.split("?")[0]
         header = self.headers.get("Range")
         served.requests.append((path, header))
+        if path in served.endless:
+            self._endless(path)
+            return
         if path not in served.files:
             self.send_error(404, "Not Found")
             return
@@ -89,6 +105,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", served.types.get(path, "application/octet-stream"))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        stall = served.stall_next.pop(path, None)
+        if stall is not None:
+            self.wfile.write(body[:stall])
+            self.wfile.flush()
+            served.released.wait(120)
+            return
         cut = served.cut_next.pop(path, None)
         if cut is not None:
             self.wfile.write(body[:cut])
@@ -97,6 +119,21 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             return
         self.wfile.write(body)
+
+    def _endless(self, path: str) -> None:
+        """200 with no Content-Length (HTTP/1.0: the body ends when the connection closes), zeros until the client
+        stops reading (at most 1 GiB, so a client that never stops fails its test instead of hanging it)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.end_headers()
+        chunk = bytes(64 << 10)
+        self.served.sent[path] = 0
+        try:
+            while self.served.sent[path] < (1 << 30):
+                self.wfile.write(chunk)
+                self.served.sent[path] += len(chunk)
+        except OSError:  # the client closed the connection
+            pass
 
 
 @pytest.fixture
@@ -109,6 +146,7 @@ def server():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield served
+    served.released.set()
     httpd.shutdown()
     httpd.server_close()
 
@@ -150,6 +188,11 @@ def zip_bytes(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return out.getvalue()
+
+
+def staging_of(data: Path, key: str) -> Path:
+    """``key``'s staging folder as `pipeline download` makes it (marker included), for tests that plant files in it."""
+    return Staging.open(data, key, key).root
 
 
 def write_manifest(path: Path, entries: dict) -> Path:

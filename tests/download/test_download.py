@@ -18,8 +18,8 @@ from stages.extract.download import DownloadError, DownloadRequest, download
 from stages.extract.download.fetch import Fetcher
 from stages.extract.download.run import STAGING
 from tests.conftest import TINY_MODEL_CONFIG
-from tests.download.conftest import (bundled_split, jpeg, listed, sha256, small_split, tar_bytes, write_manifest,
-                                     zip_bytes)
+from tests.download.conftest import (bundled_split, jpeg, listed, sha256, small_split, staging_of, tar_bytes,
+                                     write_manifest, zip_bytes)
 
 IMAGE = jpeg()
 
@@ -191,8 +191,8 @@ def test_a_killed_download_resumes_from_its_part_file(server, tmp_path):
     archive = dtd_archive(listed(split))
     manifest = write_manifest(tmp_path / "m.json", files_override(server, "dtd", "dtd-r1.0.1.tar.gz", archive))
     data = tmp_path / "data"
-    downloads = data / STAGING / "dtd" / "downloads"
-    downloads.mkdir(parents=True)
+    downloads = staging_of(data, "dtd") / "downloads"
+    downloads.mkdir()
     (downloads / "dtd-r1.0.1.tar.gz.part").write_bytes(archive[:5000])
     result = run("download", "dtd", "--data-root", str(data), "--manifest", str(manifest))
     assert result.exit_code == 0, result.output
@@ -309,8 +309,8 @@ def test_interrupted_unpack_resumes_without_fetching_again(server, tmp_path):
     archive = dtd_archive(paths)
     manifest = write_manifest(tmp_path / "m.json", files_override(server, "dtd", "dtd-r1.0.1.tar.gz", archive))
     data = tmp_path / "data"
-    staging = data / STAGING / "dtd"
-    (staging / "downloads").mkdir(parents=True)
+    staging = staging_of(data, "dtd")
+    (staging / "downloads").mkdir()
     (staging / "downloads" / "dtd-r1.0.1.tar.gz").write_bytes(archive)  # fetched and verified before the kill
     for path in paths[:100]:  # the first 100 files were out when the run was killed
         (staging / "unpacked" / "dtd" / "images" / path).parent.mkdir(parents=True, exist_ok=True)
@@ -340,8 +340,8 @@ def test_full_disk_is_a_one_line_error_and_keeps_what_was_fetched(server, tmp_pa
     """The kernel's own ENOSPC (writes to /dev/full) while fetching: one line naming the file, no traceback."""
     manifest = write_manifest(tmp_path / "m.json", files_override(server, "dtd", "dtd-r1.0.1.tar.gz", b"x" * 5000))
     data = tmp_path / "data"
-    downloads = data / STAGING / "dtd" / "downloads"
-    downloads.mkdir(parents=True)
+    downloads = staging_of(data, "dtd") / "downloads"
+    downloads.mkdir()
     (downloads / "dtd-r1.0.1.tar.gz.part").symlink_to("/dev/full")
     result = run("download", "dtd", "--data-root", str(data), "--manifest", str(manifest))
     assert result.exit_code == 1 and "Traceback" not in result.output
@@ -366,8 +366,8 @@ def test_a_local_folder_works_as_a_mirror(server, tmp_path):
 def test_a_kept_archive_that_no_longer_matches_the_manifest_is_fetched_again(server, tmp_path):
     manifest, _, archive = eurosat_with_served_split(server, tmp_path)
     data = tmp_path / "data"
-    downloads = data / STAGING / "eurosat" / "downloads"
-    downloads.mkdir(parents=True)
+    downloads = staging_of(data, "eurosat") / "downloads"
+    downloads.mkdir()
     (downloads / "EuroSAT.zip").write_bytes(b"an older release")
     stale = data / STAGING / "eurosat" / "unpacked" / "2750" / "Stale" / "Stale_1.jpg"  # unpacked from it
     stale.parent.mkdir(parents=True)

@@ -248,13 +248,23 @@ TARGETS: dict[str, Callable[[Path, random.Random, Path], None]] = {
     "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case}
 
 
-def main(work: Path, seed: int, cases: int) -> dict:
+def archive_case(work: Path, rng: random.Random, case: Path) -> None:
+    """The unpacker of `pipeline download` on a random or damaged archive (tests/reliability/fuzz_archives.py)."""
+    from tests.reliability.fuzz_archives import archive_case as unpack_case
+
+    unpack_case(rng, case)
+
+
+NAMED_TARGETS = {**TARGETS, "archive": archive_case}  # run only when named: python -m ... SEED CASES archive
+
+
+def main(work: Path, seed: int, cases: int, names: list[str] | None = None) -> dict:
     from cache.errors import UserError
 
     signal.signal(signal.SIGALRM, _alarm)
     outcomes: Counter = Counter()
     failures: list[dict] = []
-    names = list(TARGETS)
+    names = names or list(TARGETS)
     for index in range(cases):
         target = names[index % len(names)]
         rng = random.Random(f"{seed}-{index}")
@@ -262,7 +272,7 @@ def main(work: Path, seed: int, cases: int) -> dict:
         case.mkdir(parents=True)
         signal.alarm(CASE_SECONDS)
         try:
-            TARGETS[target](work, rng, case)
+            NAMED_TARGETS[target](work, rng, case)
             outcomes[f"{target}: ok"] += 1
         except UserError as exc:
             message = str(exc)
@@ -281,4 +291,4 @@ def main(work: Path, seed: int, cases: int) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]))))
+    print(json.dumps(main(Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:] or None)))

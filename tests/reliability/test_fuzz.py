@@ -60,3 +60,24 @@ def test_fuzzed_inputs_end_in_success_or_one_line_user_error(work):
     for target in ("split", "subset", "record", "cache"):  # each target both succeeds and fails sometimes
         assert summary["outcomes"].get(f"{target}: user error", 0) > 0, summary["outcomes"]
         assert summary["outcomes"].get(f"{target}: ok", 0) > 0, summary["outcomes"]
+
+
+ARCHIVE_CASES = int(os.environ.get("PIPELINE_FUZZ_ARCHIVE_CASES", "300"))
+
+
+def test_fuzzed_archives_end_in_success_or_one_line_user_error(tmp_path):
+    """Random and damaged tar/zip archives through the real unpacker (``fuzz_archives.py``): success or one
+    UserError line, never a file written or changed outside the staging folder, never a link made in it."""
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (MEMORY_CAP, MEMORY_CAP))
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    child = subprocess.run([sys.executable, "-m", "tests.reliability.fuzz_child", str(tmp_path), str(SEED),
+                            str(ARCHIVE_CASES), "archive"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=600, preexec_fn=cap)
+    assert child.returncode == 0, child.stderr[-3000:]
+    summary = json.loads(child.stdout.strip().splitlines()[-1])
+    distinct = {f"{f['error'][:50]}": f for f in summary["failures"]}
+    assert not summary["failures"], json.dumps(list(distinct.values())[:8], indent=1)
+    assert summary["outcomes"].get("archive: ok", 0) > 0 and summary["outcomes"].get("archive: user error", 0) > 0
+    assert sum(summary["outcomes"].values()) == ARCHIVE_CASES

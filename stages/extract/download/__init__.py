@@ -4,9 +4,9 @@ The dataset knowledge (archive URLs, published checksums, how each archive becom
 split files) is in ``manifest.json`` and ``splits/`` beside this module; ``run.download`` does the work.
 """
 
-from stages.extract.download.errors import DownloadError
+from stages.extract.download.errors import DownloadError, DownloadInterrupted
 from stages.extract.download.manifest import DatasetEntry, FileEntry, load_manifest
 from stages.extract.download.run import DOWNLOADABLE, DownloadRequest, Outcome, download
 
-__all__ = ["DOWNLOADABLE", "DatasetEntry", "DownloadError", "DownloadRequest", "FileEntry", "Outcome", "download",
-           "load_manifest"]
+__all__ = ["DOWNLOADABLE", "DatasetEntry", "DownloadError", "DownloadInterrupted", "DownloadRequest", "FileEntry",
+           "Outcome", "download", "load_manifest"]

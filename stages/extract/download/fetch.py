@@ -3,7 +3,9 @@
 A file is written to ``NAME.part`` and renamed to ``NAME`` only after its checksum passed, so a file under its
 real name is always complete and verified. An interrupted transfer (connection cut, timeout, kill) leaves the
 ``.part`` file; the next attempt asks for the rest with ``Range: bytes=N-``. Mirrors (``--mirror URL``) are
-tried first, by file name; a local folder works as a mirror too.
+tried first, by file name; a local folder works as a mirror too. A transfer stops at the file's size bound
+(``limits.Limits.download_bound``: the manifest's ``approx_bytes`` with a margin, else the Content-Length);
+a file past it is deleted, whatever the host sends.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
 from stages.extract.download.errors import DownloadError
+from stages.extract.download.limits import DEFAULT_MAX_BYTES, DOWNLOAD_ENV, Limits, SizeLimitError
 from stages.extract.download.manifest import FileEntry
 from stages.extract.download.progress import ByteProgress, human_bytes
 
@@ -72,6 +75,7 @@ class Fetcher:
     backoff: float = 2.0
     timeout: float = 60.0
     free_bytes: Callable[[Path], int] = field(default=lambda path: shutil.disk_usage(path).free)
+    limits: Limits = field(default_factory=Limits.from_env)
 
     def candidates(self, entry: FileEntry) -> list[str]:
         """Mirror locations of the file (by its name) first, then its manifest URL."""
@@ -111,6 +115,13 @@ class Fetcher:
                 continue
             except _TRANSIENT as exc:
                 failures.append(f"{_host(url)}: {_reason(exc)}")
+                continue
+            except SizeLimitError as exc:
+                partial.unlink(missing_ok=True)
+                if position == len(candidates):
+                    raise
+                self.echo(f"  {exc}; trying the next location")
+                failures.append(f"{_host(url)}: too large")
                 continue
             try:
                 self._check(entry, partial, url)
@@ -167,11 +178,12 @@ class Fetcher:
             if offset and status != 206:  # the server ignored the Range: start again
                 offset = 0
             total = offset + int(length) if length is not None and length.isdigit() else None
+            limit = self._bound(entry, total, url)
             self._check_space(partial, (total - offset) if total is not None else entry.approx_bytes)
             # unbuffered: every byte received is on disk, nothing is left to fail at close; "ab": the part holds
             # exactly ``offset`` bytes
             with open(partial, "ab" if offset else "wb", buffering=0) as out:
-                done = self._copy(response, out, partial, ByteProgress(entry.name, total, offset, self.echo))
+                done = self._copy(response, out, partial, ByteProgress(entry.name, total, offset, self.echo), limit)
         return total is None or done >= total
 
     def _copy_local(self, source: Path, entry: FileEntry, partial: Path) -> bool:
@@ -181,16 +193,35 @@ class Fetcher:
         offset = partial.stat().st_size if partial.exists() else 0
         total = source.stat().st_size
         offset = offset if offset <= total else 0
+        limit = self._bound(entry, total, str(source))
         self._check_space(partial, total - offset)
         with open(source, "rb") as src, open(partial, "ab" if offset else "wb", buffering=0) as out:
             src.seek(offset)
-            self._copy(src, out, partial, ByteProgress(entry.name, total, offset, self.echo))
+            self._copy(src, out, partial, ByteProgress(entry.name, total, offset, self.echo), limit)
         return True
 
-    def _copy(self, source: BinaryIO, out: BinaryIO, partial: Path, progress: ByteProgress) -> int:
-        """Stream ``source`` into the unbuffered ``out`` with progress; a cut connection keeps what arrived."""
+    def _bound(self, entry: FileEntry, total: int | None, url: str) -> tuple[int, str]:
+        """(the most bytes this file may have, why); SizeLimitError at once when the announced size is past it."""
+        bound, rule = self.limits.download_bound(entry.approx_bytes)
+        if bound is None:
+            if total is not None:
+                return total, "its Content-Length"
+            return DEFAULT_MAX_BYTES, f"no size from the manifest or the host; set {DOWNLOAD_ENV} if you trust it"
+        if total is not None and total > bound:
+            raise SizeLimitError(f"{entry.name}: {_host(url)} announces {human_bytes(total)}, more than the "
+                                 f"{human_bytes(bound)} allowed ({rule}) — not the published file; nothing was kept")
+        return bound, rule
+
+    def _copy(self, source: BinaryIO, out: BinaryIO, partial: Path, progress: ByteProgress,
+              limit: tuple[int, str]) -> int:
+        """Stream ``source`` into the unbuffered ``out`` with progress, the file never past ``limit`` (bytes, why);
+        a cut connection keeps what arrived."""
+        bound, rule = limit
         try:
             while chunk := source.read(CHUNK):
+                if progress.done + len(chunk) > bound:
+                    raise SizeLimitError(f"{partial.name[:-5]}: the host sent more than the {human_bytes(bound)} "
+                                         f"allowed ({rule}) — not the published file; nothing was kept")
                 view = memoryview(chunk)
                 while view:
                     view = view[out.write(view):]

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from stages.extract.download.errors import DownloadError
+from stages.extract.download.staging import OWN_NAMES
 
 _HEX = {"md5": re.compile(r"^[0-9a-f]{32}$"), "sha256": re.compile(r"^[0-9a-f]{64}$")}
 _FILE_FIELDS = {"url", "name", "md5", "sha256", "checksum_source", "no_checksum", "approx_bytes"}
@@ -139,8 +140,8 @@ def parse_entry(key: str, raw: dict, where: str = "the manifest") -> DatasetEntr
     if unknown:
         raise fail(f"unknown field {unknown[0]!r}")
     dirname = raw.get("dirname")
-    if not _safe_relative(dirname) or "/" in dirname:
-        raise fail(f"'dirname' must be a plain folder name, got {dirname!r}")
+    if not _safe_relative(dirname) or "/" in dirname or dirname in OWN_NAMES or dirname.startswith(".unpacked-"):
+        raise fail(f"'dirname' must be a plain folder name other than {', '.join(OWN_NAMES)}, got {dirname!r}")
     files = tuple(_parse_file(item, fail) for item in _list(raw.get("files", []), "files", fail))
     names = [entry.name for entry in files]
     if len(set(names)) != len(names):

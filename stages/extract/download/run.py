@@ -1,10 +1,11 @@
 """``pipeline download``: fetch, check and lay out datasets so that ``pipeline extract`` reads them as they are.
 
 Per dataset: a folder already in place is verified against its split file and nothing is fetched. Otherwise
-everything happens in ``<data root>/.pipeline-download/<key>/`` (downloads, unpacked files, the dataset folder
-being built) and the finished, verified dataset folder is renamed to its real name in one step, so a dataset
-folder under its real name is always complete. A rerun after any interruption resumes: partial downloads
-with Range requests, finished downloads and unpacked archives are kept.
+everything happens in ``<data root>/.pipeline-download/<key>/`` (``staging.Staging``: downloads, unpacked
+files, the dataset folder being built) and the finished, verified dataset folder is renamed to its real name
+in one step, so a dataset folder under its real name is always complete. A rerun after any interruption
+resumes: partial downloads with Range requests, finished downloads and unpacked archives are kept. A refused
+file or archive (unsafe, damaged, past a size limit: ``RefusedError``) removes the staging folder whole.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
-import shutil
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -21,15 +21,16 @@ from typing import Callable
 from cache.errors import CacheLockedError
 from cache.lock import WriteLock
 from stages.extract.datasets import DATASETS
-from stages.extract.download.errors import DownloadError
+from stages.extract.download.errors import DownloadError, DownloadInterrupted, RefusedError
 from stages.extract.download.fetch import Fetcher, part_path
+from stages.extract.download.limits import Budget, Limits
 from stages.extract.download.manifest import DatasetEntry, Step, load_manifest
 from stages.extract.download.progress import human_bytes
+from stages.extract.download.staging import STAGING, Staging, check_path
 from stages.extract.download.unpack import unpack
 from stages.extract.download.verify import classnames_candidates, needs_classnames, verify_layout
 from stages.shared.safe_io import atomic_write
 
-STAGING = ".pipeline-download"
 DOWNLOADABLE: tuple[str, ...] = tuple(key for key in DATASETS if key not in ("folder", "digits"))
 
 
@@ -43,6 +44,7 @@ class DownloadRequest:
     mirrors: tuple[str, ...] = ()
     keep_archives: bool = False
     dry_run: bool = False
+    limits: Limits = field(default_factory=Limits.from_env)
 
 
 @dataclass
@@ -73,7 +75,7 @@ def download(request: DownloadRequest, echo: Callable[[str], None] = print,
     where to put the user's own copy.
     """
     manifest = manifest_for(request)
-    fetcher = fetcher or Fetcher(mirrors=request.mirrors, echo=echo)
+    fetcher = fetcher or Fetcher(mirrors=request.mirrors, echo=echo, limits=request.limits)
     data = Path(request.data_root).expanduser()
     if data.exists() and not data.is_dir():
         raise DownloadError(f"--data-root {data} is not a folder — pass the folder that holds the dataset folders")
@@ -106,6 +108,7 @@ def _one(entry: DatasetEntry, data: Path, request: DownloadRequest, fetcher: Fet
         return Outcome(entry.key, "bring your own", folder, line)
     if request.dry_run:
         return _plan(entry, folder, fetcher, echo)
+    check_path(data, data / STAGING / entry.key)
     lock = WriteLock(data / STAGING / entry.key)
     try:
         lock.acquire()
@@ -117,13 +120,12 @@ def _one(entry: DatasetEntry, data: Path, request: DownloadRequest, fetcher: Fet
     try:
         if folder.exists():  # finished by the other process while this one waited
             return _one(entry, data, request, fetcher, echo)
-        outcome = _fetch_and_lay_out(entry, data, request, fetcher, echo)
+        return _fetch_and_lay_out(entry, data, request, fetcher, echo)
+    except KeyboardInterrupt:
+        raise _interrupted(entry, data) from None
     finally:
-        lock.release()
-    if not request.keep_archives:
-        lock.path.unlink(missing_ok=True)
+        lock.release()  # removes the lock file
         _remove_if_empty(data / STAGING)
-    return outcome
 
 
 def _plan(entry: DatasetEntry, folder: Path, fetcher: Fetcher, echo: Callable[[str], None]) -> Outcome:
@@ -142,13 +144,24 @@ def _plan(entry: DatasetEntry, folder: Path, fetcher: Fetcher, echo: Callable[[s
 
 def _fetch_and_lay_out(entry: DatasetEntry, data: Path, request: DownloadRequest, fetcher: Fetcher,
                        echo: Callable[[str], None]) -> Outcome:
-    staging = data / STAGING / entry.key
-    downloads, unpacked, building = staging / "downloads", staging / "unpacked", staging / entry.dirname
+    stage = Staging.open(data, entry.key, entry.dirname)
     try:
-        downloads.mkdir(parents=True, exist_ok=True)
+        return _build(entry, stage, request, fetcher, echo)
+    except RefusedError:
+        stage.remove(stage.root)  # nothing of a refused file or archive is kept
+        raise
+
+
+def _build(entry: DatasetEntry, stage: Staging, request: DownloadRequest, fetcher: Fetcher,
+           echo: Callable[[str], None]) -> Outcome:
+    downloads, building = stage.downloads, stage.building
+    for path in (downloads, stage.unpacked, building):
+        stage.check(path)
+    try:
+        downloads.mkdir(exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create {downloads} ({exc.strerror}) — check --data-root") from None
-    _check_free_space(entry, staging, downloads, fetcher)
+    _check_free_space(entry, stage.root, downloads, fetcher)
     fetched = []
     for item in entry.files:
         if not (downloads / item.name).is_file():
@@ -158,26 +171,28 @@ def _fetch_and_lay_out(entry: DatasetEntry, data: Path, request: DownloadRequest
         if fetcher.fetch(item, downloads):
             fetched.append(item.name)
     if fetched:  # what was unpacked or laid out before came from other files: start the layout afresh
-        _clear_layout(staging, unpacked, building)
+        _clear_layout(stage)
+    budget = request.limits.unpack_budget(sum(path.stat().st_size for path in downloads.iterdir()), downloaded=True)
     for step in entry.steps:
-        _run_step(step, entry, staging, downloads, unpacked, building, echo)
+        _run_step(step, entry, stage, budget, echo)
     building.mkdir(parents=True, exist_ok=True)
     if entry.split is not None and entry.split.bundled:
         _place_bundled_split(entry, building)
-    summary = verify_layout(entry, staging, classnames_root=data if needs_classnames(entry) else None)
-    final = data / entry.dirname
+    summary = verify_layout(entry, stage.root, classnames_root=stage.data if needs_classnames(entry) else None)
+    final = stage.data / entry.dirname
+    stage.check(building)
     try:
         os.rename(building, final)
     except OSError as exc:
         raise DownloadError(f"{entry.key}: cannot move the finished dataset to {final} ({exc.strerror}) — "
                             f"it is complete in {building}; move it there yourself") from None
-    if needs_classnames(entry) and any(path.is_file() for path in classnames_candidates(entry, data)):
-        summary = verify_layout(entry, data)  # the class list is there: check the set as extract will read it
-    shutil.rmtree(unpacked, ignore_errors=True)
+    if needs_classnames(entry) and any(path.is_file() for path in classnames_candidates(entry, stage.data)):
+        summary = verify_layout(entry, stage.data)  # the class list is there: check the set as extract will read it
+    stage.remove(stage.unpacked)
     if request.keep_archives:
         detail = f"{summary}; archives kept in {downloads}"
     else:
-        shutil.rmtree(staging, ignore_errors=True)
+        stage.remove(stage.root)
         detail = summary
     echo(f"{entry.key}: ready at {final} ({detail})")
     return Outcome(entry.key, "downloaded", final, detail, fetched)
@@ -208,24 +223,29 @@ def _marker(source: str) -> str:
     return ".unpacked-" + source.replace("/", "__")
 
 
-def _run_step(step: Step, entry: DatasetEntry, staging: Path, downloads: Path, unpacked: Path, building: Path,
-              echo: Callable[[str], None]) -> None:
+def _run_step(step: Step, entry: DatasetEntry, stage: Staging, budget: Budget, echo: Callable[[str], None]) -> None:
+    """One layout step; every path it reads, moves or removes is checked to be in staging with no link on the way."""
+    downloads, unpacked, building = stage.downloads, stage.unpacked, stage.building
     if step.kind == "extract":
-        marker = staging / _marker(step.source)
+        marker = stage.root / _marker(step.source)
         if marker.exists():
             return
         archive = downloads / step.source if (downloads / step.source).is_file() else unpacked / step.source
+        stage.check(archive)
         if not archive.is_file():
             raise DownloadError(f"{entry.key}: archive {step.source} not found after the earlier steps — the "
                                 "download is not laid out as the manifest says; check the manifest URL")
         echo(f"{entry.key}: unpacking {step.source}")
-        unpack(archive, unpacked)
+        stage.check(unpacked)
+        unpack(archive, unpacked, budget)
         marker.touch()
         return
-    source = unpacked / step.source if (unpacked / step.source).exists() else downloads / step.source
+    source = unpacked / step.source if os.path.lexists(unpacked / step.source) else downloads / step.source
     target = building if step.target == "." else building / step.target
-    if not source.exists():
-        if target.exists():  # moved by an earlier, interrupted run
+    stage.check(source)
+    stage.check(target)
+    if not os.path.lexists(source):
+        if os.path.lexists(target):  # moved by an earlier, interrupted run
             return
         raise DownloadError(f"{entry.key}: {step.source} is not in the unpacked archive — the archive is not laid "
                             "out as the published one; check the manifest URL or use --mirror")
@@ -233,6 +253,7 @@ def _run_step(step: Step, entry: DatasetEntry, staging: Path, downloads: Path, u
         if step.target == ".":
             building.mkdir(parents=True, exist_ok=True)
             for child in sorted(source.iterdir()):
+                stage.check(child)  # a link among them is refused, never moved into the dataset
                 os.replace(child, building / child.name)
             source.rmdir()
         else:
@@ -258,12 +279,33 @@ def _place_bundled_split(entry: DatasetEntry, building: Path) -> None:
     atomic_write(dest, text)  # a full disk or unwritable folder: one-line FileWriteError, dest untouched
 
 
-def _clear_layout(staging: Path, unpacked: Path, building: Path) -> None:
+def _clear_layout(stage: Staging) -> None:
     """Remove unpacked files, the dataset folder being built and the unpack markers (the downloads stay)."""
-    shutil.rmtree(unpacked, ignore_errors=True)
-    shutil.rmtree(building, ignore_errors=True)
-    for marker in staging.glob(".unpacked-*"):
-        marker.unlink()
+    stage.remove(stage.unpacked)
+    stage.remove(stage.building)
+    for marker in stage.root.glob(".unpacked-*"):
+        stage.remove(marker)
+
+
+def _interrupted(entry: DatasetEntry, data: Path) -> DownloadInterrupted:
+    """Ctrl-C: what is kept for the rerun, file by file (a partial file with its size), and that a rerun resumes."""
+    final, root = data / entry.dirname, data / STAGING / entry.key
+    if final.is_dir():
+        return DownloadInterrupted(f"{entry.key} is complete at {final}; only the clean-up of {root} was cut short "
+                                   "(delete that folder)")
+    downloads = root / "downloads"
+    kept = []
+    for path in sorted(downloads.iterdir()) if downloads.is_dir() and not downloads.is_symlink() else []:
+        if path.name.endswith(".part") and path.is_file():
+            kept.append(f"{path} ({human_bytes(path.stat().st_size)} received; the rerun fetches only the rest)")
+        elif path.is_file():
+            kept.append(f"{path} (complete)")
+    if (root / "unpacked").is_dir():
+        kept.append(f"the files unpacked so far in {root / 'unpacked'}")
+    if not kept:
+        return DownloadInterrupted(f"nothing of {entry.key} was kept; rerun the same command")
+    return DownloadInterrupted(f"{entry.key}: kept {'; '.join(kept)} — rerun the same command to resume "
+                               f"({final} is only created once complete)")
 
 
 def _remove_if_empty(path: Path) -> None:
