@@ -141,7 +141,7 @@ def _draw(ax: Any, figure: FigureSet, datasets: list[str], bands: bool = True,
     for series in figure.published:
         style = published_style(series.method)
         kwargs = {"color": style.colour, "linestyle": style.linestyle, "linewidth": 1.2,
-                  "label": plot_text(f"{series.label} [{series.short_source}]")}
+                  "label": plot_text(series.label)}  # the source is in the figure's title
         if series.zero_shot_only:
             value = _published(series, datasets, 0)
             if value is not None:
@@ -243,8 +243,8 @@ def accuracy_grid(family: Family, figure: FigureSet, out_dir: Path, bands: bool 
     fig.suptitle(title, fontsize=11, color=colour)
     fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False)
     notes = _notes(figure, bands, [])
-    if notes:
-        fig.text(0.01, 0.005, plot_text("; ".join(notes)), fontsize=7, color="dimgray")
+    if notes:  # below the panels, in the space constrained layout keeps for it
+        fig.supxlabel(plot_text("; ".join(notes)), fontsize=7, color="dimgray")
     return save_figure(fig, out_dir / join_name("acc", family.name, "grid", *filter(None, [figure.suffix])))
 
 

@@ -109,8 +109,9 @@ class GapRun:
 def same_basis(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
     """Whether two runs' projections share one basis: their 'before' arrays (images and prototypes, which fit
     computes from the features alone) agree. Records written before the shared basis never do."""
-    return all(a[k].shape == b[k].shape for k in PROJ_KEYS) and np.array_equal(a["proj_labels"], b["proj_labels"]) \
-        and all(np.allclose(a[k], b[k], rtol=0, atol=1e-4) for k in ("proj_images_before", "proj_protos_before"))
+    if any(a[k].shape != b[k].shape for k in PROJ_KEYS) or not np.array_equal(a["proj_labels"], b["proj_labels"]):
+        return False
+    return all(np.allclose(a[k], b[k], rtol=0, atol=1e-4) for k in ("proj_images_before", "proj_protos_before"))
 
 
 def _limits(runs: list[GapRun]) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -118,7 +119,8 @@ def _limits(runs: list[GapRun]) -> tuple[tuple[float, float], tuple[float, float
     points = np.concatenate([r.arrays[k] for r in runs for k in PROJ_KEYS if k != "proj_labels"])
     low, high = points.min(axis=0), points.max(axis=0)
     margin = 0.05 * np.maximum(high - low, 1e-6)
-    return (float(low[0] - margin[0]), float(high[0] + margin[0])), (float(low[1] - margin[1]), float(high[1] + margin[1]))
+    low, high = low - margin, high + margin
+    return (float(low[0]), float(high[0])), (float(low[1]), float(high[1]))
 
 
 def _shots_seed(record: RunRecord) -> str:

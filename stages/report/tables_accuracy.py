@@ -84,7 +84,12 @@ def _published_rows(family: Family, published: list[PublishedSeries], shots: int
 def _published_name(series: PublishedSeries, shots: int) -> str:
     """'published: Tip-Adapter-F [APE]', with '(0 shots)' for a training-free reference at other counts."""
     at_zero = " (0 shots)" if series.zero_shot_only and shots != 0 else ""
-    return f"published: {series.method}{at_zero} [{series.short_source.removesuffix(' repository')}]"
+    return f"published: {series.method}{at_zero} [{_abbrev(series.short_source)}]"
+
+
+def _abbrev(short_source: str) -> str:
+    """'APE' from 'APE repository'."""
+    return short_source.removesuffix(" repository")
 
 
 def _rules(table: Table, section: str, block: list[RunGroup]) -> None:
@@ -138,10 +143,10 @@ def shots_table(family: Family, section: str, blocks: list[list[RunGroup]], shot
         table.rows.append(row)
     table.notes.append(f"{STD_NOTE}; each row is judged against the seeds of its own run group; Average: the mean "
                        "over the datasets, per seed; bold: the best measured result in its column")
-    for s in series:
-        table.notes.append(f"{_published_name(s, shots)}: source {s.source}; OpenAI CLIP {s.backbone} "
-                           f"weights; copied, not measured here, never bold and never part of a measured mean"
-                           + (f"; {CAVEATS[s.method]}" if s.method in CAVEATS else ""))
+    for source in dict.fromkeys((s.source, s.short_source, s.backbone) for s in series):
+        table.notes.append(f"published rows marked [{_abbrev(source[1])}]: source {source[0]}; OpenAI CLIP {source[2]} "
+                           "weights; copied, not measured here, never bold and never part of a measured mean")
+    table.notes += [f"{_published_name(s, shots)}: {CAVEATS[s.method]}" for s in series if s.method in CAVEATS]
     return table
 
 
@@ -175,7 +180,8 @@ def summary_table(family: Family, section: str, blocks: list[list[RunGroup]]) ->
         _rules(table, section, block)
         for g in block:
             refs = [g.reference_shots(k) for k in shots]
-            row: list[Cell] = [g.method_name if g.method != "zero_shot" else f"{g.method_name} ({shots_name(refs[0])})"]
+            stand_in = {ref for ref, k in zip(refs, shots) if ref != k}  # zero-shot run at 0 shots only
+            row: list[Cell] = [f"{g.method_name} ({shots_name(stand_in.pop())})" if stand_in else g.method_name]
             absent = [d for d in datasets if d not in g.datasets]
             if absent:  # one note for the row, not one footnote per cell
                 partial.append(f"{g.method_name}: not run on {', '.join(absent)}, so not averaged (see its own table)")

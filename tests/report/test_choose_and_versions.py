@@ -35,7 +35,8 @@ def labels_in(out: Path) -> set[str]:
 
 
 def main_rows(out: Path) -> list[str]:
-    return [row["Method"] for row in json.loads((out / "tables" / "main__RN50__openai__shots4.json").read_text())["rows"]]
+    table = json.loads((out / "tables" / "main__RN50__openai__shots4.json").read_text())
+    return [row["Method"] for row in table["rows"]]
 
 
 @pytest.mark.usefixtures("grid")
@@ -50,6 +51,16 @@ def test_sections_without_options(runs, tmp_path) -> None:
     headline = json.loads((tmp_path / "all" / "tables" / "headline__RN50__openai.json").read_text())
     assert [r["Method"] for r in headline["rows"]] == ["Zero-shot CLIP (0 shots)", "Tip-Adapter", "CMM"]
     assert headline["rows"][2]["4 shots"]["best"] is True  # bold among the methods, never an ablation
+
+
+def test_zero_shot_run_at_each_shot_count_is_named_plainly(runs, tmp_path, write_record) -> None:
+    for k in (1, 4):
+        for seed in (1, 2):
+            write_record("dtd", "RN50", "openai", "zero_shot", k, seed, 40.0)
+            write_record("dtd", "RN50", "openai", "cmm", k, seed, 50.0 + k)
+    assert report(runs, tmp_path / "out").exit_code == 0
+    headline = json.loads((tmp_path / "out" / "tables" / "headline__RN50__openai.json").read_text())
+    assert [r["Method"] for r in headline["rows"]] == ["Zero-shot CLIP", "CMM"]
 
 
 @pytest.mark.usefixtures("grid")
