@@ -132,8 +132,9 @@ def _draw(ax: Any, figure: FigureSet, datasets: list[str], bands: bool = True,
         xs = [k for k, _ in points]
         means = [c.mean for _, c in points]
         stds = [c.std for _, c in points]
+        variant = {"markerfacecolor": "white", "zorder": 3} if is_variant(group) else {}  # hollow, on top
         ax.plot(xs, means, marker=style.marker or "o", markersize=5, color=style.colour, linestyle=style.linestyle,
-                linewidth=1.6, label=label)
+                linewidth=1.6, label=label, **variant)
         if bands and any(stds):
             ax.fill_between(xs, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
                             color=style.colour, alpha=BAND_ALPHA, linewidth=0)

@@ -16,6 +16,7 @@ from stages.report.escape import one_line, plot_text
 from stages.report.groups import RANDOM_LABEL, Family, RunGroup
 from stages.shared.naming import join_name
 from stages.report.plot_common import balanced_parts, new_figure, save_figure
+from stages.report.sections import ABLATED
 from stages.shared.record import RunRecord
 from stages.report.style import display_name, model_title
 
@@ -100,7 +101,6 @@ def _panel(ax: Any, images: np.ndarray, labels: np.ndarray, protos: np.ndarray, 
 class GapRun:
     """The run a gap panel shows: its record, projection arrays and class names."""
 
-    group: RunGroup
     record: RunRecord
     arrays: dict[str, np.ndarray]
     names: list[str] | None
@@ -181,7 +181,7 @@ def _gap_run(group: RunGroup, dataset: str, warn: Callable[[str], None]) -> GapR
             warn(f"warning: no gap plot from {one_line(record.params_path)}: {one_line(exc)}")
             continue
         if arrays is not None:
-            return GapRun(group, record, arrays, class_names(record.params_path))
+            return GapRun(record, arrays, class_names(record.params_path))
     return None
 
 
@@ -205,7 +205,7 @@ def gap_plots(family: Family, out_dir: Path, warn: Callable[[str], None]) -> lis
                 home.append(run)
         for cluster in clusters:
             limits = _limits(cluster)
-            ref = [r for r in cluster[:1] if r.group.method_label == "cmm" and len(cluster) >= MAX_GAP_PANELS]
+            ref = cluster[:1] if cluster[0].record.method_label == ABLATED else []
             parts = balanced_parts(ref, cluster[len(ref):], MAX_GAP_PANELS - 1)
             for n, part in enumerate(parts):
                 extra = [f"part{n + 1}"] if len(parts) > 1 else []

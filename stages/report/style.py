@@ -5,7 +5,8 @@ Styles go by meaning, never by a hash or by the order in which series appear:
 
 - a method has one fixed colour and marker, drawn solid (zero-shot: grey, dotted, no marker);
 - a variant (``cmm+no_triplet``, ``tip_adapter+aug``) is drawn in a shade of its method's colour (CMM's
-  ablations in CMM's reds), never solid, with a line style and marker from its slot: known variants have fixed
+  ablations in CMM's reds), never solid, with hollow markers on top of the defaults (a variant equal to its
+  default stays visible), with a line style and marker from its slot: known variants have fixed
   slots, any other variant takes the next free slot after them (labels in sorted order), so no two labels
   drawn together share colour, line and marker (``series_styles``);
 - a published curve takes its method's colour where we run that method too, else a fixed colour of its
@@ -42,7 +43,8 @@ _PUBLISHED_COLOURS = {"CoOp": "#393b79", "CLIP-Adapter": "#637939", "CALIP": "#8
 # variant slots: the known variants first (fixed for every report), then any other, by label
 VARIANT_SLOTS = ("no_triplet", "frozen_prototypes", "no_fusion", "plain_map", "bias", "val_search", "aug",
                  "tpl_imagenet7", "tpl_imagenet80", "frozen_prototypes+no_triplet")
-_SHADES = (-0.45, 0.0, 0.4)  # mixed towards black (< 0) or white (> 0): 3 shades x 5 lines x 12 markers = 60 slots
+# mixed towards black (< 0) or white (> 0), never the method's own colour: 3 shades x 5 lines x 12 markers = 60 slots
+_SHADES = (-0.5, 0.35, -0.25)
 _LINESTYLES: tuple[Any, ...] = ("--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
 _MARKERS = ("s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p", "d")
 

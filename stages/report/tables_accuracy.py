@@ -141,8 +141,9 @@ def shots_table(family: Family, section: str, blocks: list[list[RunGroup]], shot
         if averaged:
             row.append(average_values([(d, s.at(d, shots)) for d in datasets], f"{name}, average"))
         table.rows.append(row)
-    table.notes.append(f"{STD_NOTE}; each row is judged against the seeds of its own run group; Average: the mean "
-                       "over the datasets, per seed; bold: the best measured result in its column")
+    average_note = "; Average: the mean over the datasets, per seed" if averaged else ""
+    table.notes.append(f"{STD_NOTE}; each row is judged against the seeds of its own run group{average_note}; "
+                       "bold: the best measured result in its column")
     for source in dict.fromkeys((s.source, s.short_source, s.backbone) for s in series):
         table.notes.append(f"published rows marked [{_abbrev(source[1])}]: source {source[0]}; OpenAI CLIP {source[2]} "
                            "weights; copied, not measured here, never bold and never part of a measured mean")

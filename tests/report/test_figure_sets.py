@@ -54,8 +54,9 @@ def test_cmm_variants_are_reds_with_their_own_line_and_marker():
     styles = series_styles(["cmm", *labels])
     for label in labels:
         style = styles[label]
-        assert abs(_hue(style.colour) - _hue("#d62728")) < 0.02 or _hue(style.colour) > 0.97, label  # red hue
-        assert style.linestyle != "-"
+        distance = abs(_hue(style.colour) - _hue("#d62728"))
+        assert min(distance, 1 - distance) < 0.02, label  # CMM's red hue (hue is circular)
+        assert style.linestyle != "-" and style.colour != styles["cmm"].colour
     assert len({s.key for s in styles.values()}) == len(styles)
     assert styles["cmm+no_fusion"].colour != series_style("tip_adapter_f").colour  # the collision
 
@@ -73,6 +74,9 @@ def test_no_two_curves_of_a_figure_look_alike(family):
         # colour, the dash pattern as drawn (matplotlib names every custom pattern '--'), marker
         drawn = [(line.get_color(), str(line._unscaled_dash_pattern), line.get_marker()) for line in ax.get_lines()]
         assert len(set(drawn)) == len(drawn) == figure.curves, (figure.suffix, drawn)
+        for group, line in zip(figure.groups, ax.get_lines()):  # a variant: hollow markers, drawn on top
+            variant = "+" in group.method_label
+            assert (line.get_markerfacecolor() == "white") == variant and (line.get_zorder() > 2) == variant
     methods = next(f for f in sets if f.kind == "methods")
     assert [g.method_label for g in methods.groups] == ["zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f",
                                                         "gda", "lp_pp", "cmm"]
