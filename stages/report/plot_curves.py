@@ -59,17 +59,9 @@ def figure_sets(family: Family, published: list[PublishedSeries]) -> list[Figure
     styles = series_styles(g.method_label for g in family.groups)
     cmm = [g for g in family.groups if g.method_label == ABLATED]
     out: list[FigureSet] = []
-
-    def add(kind: str, parts: list[list], series: list[list[PublishedSeries]] | None = None,
-            sources: list[str] | None = None) -> None:
-        for n, part in enumerate(parts):
-            suffix = "" if kind == METHODS else kind if len(parts) == 1 else f"{kind}-{n + 1}"
-            out.append(FigureSet(kind, suffix, part, series[n] if series else [], styles,
-                                 sources[n] if sources else ""))
-
     for kind, blocks in sections(family).items():
+        parts: list[list[RunGroup]] = []
         if kind == VARIANTS:  # blocks packed into figures of at most MAX_SERIES, a method's block kept whole
-            parts: list[list[RunGroup]] = []
             for block in blocks:
                 ref = [block[0]] if not is_variant(block[0]) else []
                 for chunk in balanced_parts(ref, block[len(ref):]):
@@ -77,21 +69,21 @@ def figure_sets(family: Family, published: list[PublishedSeries]) -> list[Figure
                         parts[-1] += chunk
                     else:
                         parts.append(chunk)
-            add(kind, parts)
         else:
             (block,) = blocks
             ref = cmm if cmm and len(block) > MAX_SERIES else []
-            add(kind, balanced_parts(ref, [g for g in block if g not in ref]))
-    if family.metric == "top1":  # published numbers are top-1
+            parts = balanced_parts(ref, [g for g in block if g not in ref])
+        for n, part in enumerate(parts):
+            suffix = "" if kind == METHODS else kind if len(parts) == 1 else f"{kind}-{n + 1}"
+            out.append(FigureSet(kind, suffix, part, [], styles))
+    if family.metric == "top1":  # published numbers are top-1: one figure per source, CMM's default in each
         by_source: dict[str, list[PublishedSeries]] = {}
         for s in matching(published, family.model):
             by_source.setdefault(s.short_source, []).append(s)
-        series, sources = [], []
-        for source, items in by_source.items():
-            for chunk in balanced_parts([], items, MAX_SERIES - len(cmm)):
-                series.append(chunk)
-                sources.append(source)
-        add("published", [cmm] * len(series), series, sources)
+        parts = [(source, part) for source, items in by_source.items()
+                 for part in balanced_parts([], items, MAX_SERIES - len(cmm))]
+        for n, (source, part) in enumerate(parts):
+            out.append(FigureSet("published", f"published-{n + 1}", cmm, part, styles, source))
     return out
 
 

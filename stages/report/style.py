@@ -102,24 +102,18 @@ def series_styles(labels: Iterable[str]) -> dict[str, SeriesStyle]:
     own = {**_METHOD_STYLE, **{m: (_OTHER_COLOURS[i % len(_OTHER_COLOURS)], _MARKERS[i % len(_MARKERS)])
                                for i, m in enumerate(others)}}
     styles: dict[str, SeriesStyle] = {}
-    taken: dict[str, set[int]] = {}
-    unknown: list[tuple[str, str, str]] = []
+    next_slot: dict[str, int] = {}  # per method, the next slot after the known ones
     for label in labels:
         method, _, variant = label.partition("+")
         colour, marker = own[method]
         if not variant:
             styles[label] = SeriesStyle(colour, marker, ":" if method == "zero_shot" else "-")
-        elif variant in VARIANT_SLOTS:
+            continue
+        if variant in VARIANT_SLOTS:
             slot = VARIANT_SLOTS.index(variant)
-            taken.setdefault(method, set()).add(slot)
-            styles[label] = _slot_style(colour, slot)
         else:
-            unknown.append((label, method, colour))
-    for label, method, colour in unknown:
-        slot = len(VARIANT_SLOTS)
-        while slot in taken.setdefault(method, set()):
-            slot += 1
-        taken[method].add(slot)
+            slot = next_slot.get(method, len(VARIANT_SLOTS))
+            next_slot[method] = slot + 1
         styles[label] = _slot_style(colour, slot)
     return styles
 
