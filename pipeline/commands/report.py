@@ -23,19 +23,28 @@ from stages.report.render import FORMATS
 @click.option("--metric", default="top1", show_default=True, type=click.Choice(["top1", "top5", "mean_per_class"]),
               help="What the accuracy tables and plots show: top-1, top-5 (datasets with >= 5 classes) or mean "
                    "per-class accuracy.")
-@click.option("--no-bands", is_flag=True, help="Draw the accuracy curves without their ± std bands.")
+@click.option("--no-bands", is_flag=True, help="Draw the accuracy curves without their ± std bands (bands are "
+              "drawn only in figures of at most 4 curves anyway).")
+@click.option("--methods", "methods", multiple=True, metavar="LIST",
+              help="Report only these runs: comma-separated run labels (cmm+no_triplet), method names (tip_adapter: "
+                   "the method and all its variants) or patterns ('cmm+*'). Default: every run.")
+@click.option("--exclude", "exclude", multiple=True, metavar="LIST",
+              help="Leave these runs out (same forms as --methods), e.g. --exclude 'cmm+*' for no ablations.")
 def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_plots: bool, no_published: bool,
-           metric: str, no_bands: bool) -> None:
+           metric: str, no_bands: bool, methods: tuple[str, ...], exclude: tuple[str, ...]) -> None:
     """Write result tables (Markdown, CSV, JSON, LaTeX) and plots from run records.
 
     Reads records only: it never re-fits or re-encodes. Means and stds are over seeds; a cell with a
-    missing seed is shown as missing, not averaged. The index (README.md) opens with a headline table:
-    methods x shots, averaged over datasets.
+    missing seed is shown as missing, not averaged. The main tables hold the methods at their defaults (one
+    column per dataset and the average, one table per shot count); CMM's ablations and other variants get
+    tables and plots of their own. The index (README.md) opens with the headline table (methods x shots,
+    averaged over datasets) and lists the package versions of the records.
 
     \b
     Examples:
       pipeline report --runs-dir work_dir/runs --out work_dir/report
       pipeline report --metric mean_per_class --no-bands --format md --format tex
+      pipeline report --methods cmm,zero_shot,tip_adapter_f --exclude cmm+val_search
     """
     from stages.report import build_report
 
@@ -44,6 +53,12 @@ def report(runs_dir: Path, out_dir: Path | None, formats: tuple[str, ...], no_pl
     out_dir = out_dir or runs_dir.parent / "report"
     check_writable_dir(out_dir, "--out")
     written = build_report(runs_dir, out_dir, formats=formats, plots=not no_plots, published=not no_published,
-                           metric=metric, bands=not no_bands, progress=click.echo)
+                           metric=metric, bands=not no_bands, methods=_items(methods), exclude=_items(exclude),
+                           progress=click.echo)
     count = sum(len(paths) for paths in written.values())
     click.echo(f"wrote {count} files under {out_dir} (index: {out_dir / 'README.md'})")
+
+
+def _items(values: tuple[str, ...]) -> list[str]:
+    """The items of comma-separated, possibly repeated options: ('cmm,gda', 'lp_pp') -> ['cmm', 'gda', 'lp_pp']."""
+    return [item.strip() for value in values for item in value.split(",") if item.strip()]

@@ -37,23 +37,34 @@ def gap_metrics(images: np.ndarray, labels: np.ndarray, prototypes: np.ndarray) 
 
 
 def joint_projection(before: np.ndarray, after: np.ndarray, labels: np.ndarray, protos_before: np.ndarray,
-                     protos_after: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
-    """2-D PCA of images and prototypes, before and after the map, in ONE basis (so the panels compare).
+                     protos_after: np.ndarray) -> dict[str, np.ndarray]:
+    """2-D projection of images and prototypes, before and after the map, in ONE basis shared by every run of
+    the same features.
 
-    At most ``MAX_PROJECTED`` images are kept (a seeded, class-stratified-by-chance sample) so the run's .npz
-    stays small. Returns the ``proj_*`` arrays the report's gap plot reads.
+    The basis is the PCA of what every run of one cache and template set has in common: the unit test images
+    before the map (a fixed sample of at most ``MAX_PROJECTED``, the same for every method, ablation, shot count
+    and seed) and the plain text prototypes T0 (``protos_before``). So the "before" panels of all those runs are
+    identical and their "after" panels are drawn in the same axes. PC 1 points from the prototypes' centroid
+    to the images' (the gap reads left to right); PC 2's largest component is positive. Returns the ``proj_*``
+    arrays the report's gap plot reads.
     """
     labels = np.asarray(labels, dtype=np.int64)
     keep = np.arange(len(labels))
     if len(keep) > MAX_PROJECTED:
-        keep = np.sort(np.random.default_rng(seed).choice(len(keep), MAX_PROJECTED, replace=False))
-    parts = [l2_normalize(before[keep]), l2_normalize(after[keep]), l2_normalize(protos_before),
-             l2_normalize(protos_after)]
-    stacked = np.concatenate(parts)
-    centred = stacked - stacked.mean(0)
-    _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    flat = (centred @ vt[:2].T).astype(np.float32)
-    bounds = np.cumsum([len(p) for p in parts])[:-1]
-    img_before, img_after, pro_before, pro_after = np.split(flat, bounds)
-    return {"proj_images_before": img_before, "proj_images_after": img_after, "proj_labels": labels[keep],
-            "proj_protos_before": pro_before, "proj_protos_after": pro_after}
+        keep = np.sort(np.random.default_rng(0).choice(len(keep), MAX_PROJECTED, replace=False))
+    images, protos = l2_normalize(before[keep]), l2_normalize(protos_before)
+    stacked = np.concatenate([images, protos])
+    centre = stacked.mean(0)
+    _, _, vt = np.linalg.svd(stacked - centre, full_matrices=False)
+    basis = vt[:2].copy()
+    if (images.mean(0) - protos.mean(0)) @ basis[0] < 0:
+        basis[0] = -basis[0]
+    if basis[1][np.argmax(np.abs(basis[1]))] < 0:
+        basis[1] = -basis[1]
+
+    def project(x: np.ndarray) -> np.ndarray:
+        return ((l2_normalize(x) - centre) @ basis.T).astype(np.float32)
+
+    return {"proj_images_before": project(images), "proj_images_after": project(after[keep]),
+            "proj_labels": labels[keep], "proj_protos_before": project(protos),
+            "proj_protos_after": project(protos_after)}

@@ -322,7 +322,7 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
         with numpy_threads():
             metrics = accuracy_metrics(estimator.decision_function(X_test), y_test, len(classes))
             shift = {name: shift_top1(estimator, len(classes), other) for name, other in sweep.shifts.items()}
-            gap, projection = _gap(estimator, X_test, y_test, sweep.text, seed)
+            gap, projection = _gap(estimator, X_test, y_test, sweep.text)
         test_top1 = metrics["test_top1"]
         metrics["val_top1"] = getattr(estimator, "val_top1_", None)
         if shift:
@@ -430,8 +430,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
-def _gap(estimator, X_test: np.ndarray, y_test: np.ndarray, text: np.ndarray,
-         seed: int) -> tuple[dict, dict[str, np.ndarray]]:
+def _gap(estimator, X_test: np.ndarray, y_test: np.ndarray, text: np.ndarray) -> tuple[dict, dict[str, np.ndarray]]:
     """For methods that map features (CMM): gap measures before and after the map, and the 2-D projection."""
     if not hasattr(estimator, "transform"):
         return {}, {}
@@ -442,7 +441,7 @@ def _gap(estimator, X_test: np.ndarray, y_test: np.ndarray, text: np.ndarray,
     gap["after"] = gap_metrics(after, y_test, t0)
     learned = getattr(estimator, "prototypes_", t0)
     gap["after"]["learned_proto_acc"] = float((np.argmax(after @ learned.T, 1) == y_test).mean() * 100.0)
-    return gap, joint_projection(before, after, y_test, t0, learned, seed=seed)
+    return gap, joint_projection(before, after, y_test, t0, learned)
 
 
 def short_classes(y: np.ndarray, n_classes: int, shots: int) -> list[int]:

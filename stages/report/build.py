@@ -15,20 +15,25 @@ from stages.shared.record import RECORD_GLOB
 from stages.report.render import FORMATS, write_table
 from stages.report.table import Table
 from stages.report.style import METRICS
-from stages.report.tables_accuracy import compare_shots, compare_table, headline_table, method_table
+from stages.report.versions import mixed_warning, version_sets
+from stages.report.sections import choose, sections
+from stages.report.tables_accuracy import method_table, section_shots, shots_table, summary_table
 from stages.report.tables_gap import gap_table
 from stages.report.tables_hparams import hparams_table
 from stages.report.tables_shift import shift_table
 
 
 def build_tables(families: list[Family], published: list[PublishedSeries]) -> list[Table]:
-    """Every table, family by family: the headline (methods x shots over datasets), per-method accuracy, side by
-    side per shots, shift, gap, hyper-params."""
+    """Every table, family by family: the summaries (main methods x shots averaged over datasets: the headline;
+    CMM's ablations; other variants), each section at each shot count, per-run-group accuracy, shift, gap,
+    hyper-params."""
     tables: list[Table] = []
     for family in families:
-        tables += [t for t in (headline_table(family),) if t is not None]
+        parts = sections(family)
+        tables += [t for section, blocks in parts.items() if (t := summary_table(family, section, blocks)) is not None]
+        tables += [t for section, blocks in parts.items() for k in section_shots(blocks)
+                   if (t := shots_table(family, section, blocks, k, published)) is not None]
         tables += [method_table(g) for g in family.groups]
-        tables += [t for k in compare_shots(family) if (t := compare_table(family, k, published)) is not None]
         tables += [t for t in (shift_table(family), gap_table(family)) if t is not None]
         tables += [t for g in family.groups if (t := hparams_table(g)) is not None]
     return tables
@@ -50,18 +55,19 @@ def _plots(families: list[Family], published: list[PublishedSeries], out_dir: Pa
     paths: list[Path] = []
     for family in families:
         paths += accuracy_plots(family, published, out_dir, bands)
-        for group in family.groups:
-            paths += gap_plots(group, out_dir, warn)
+        paths += gap_plots(family, out_dir, warn)
     return paths
 
 
 def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: bool = True,
                  published: bool = True, metric: str = "top1", bands: bool = True,
+                 methods: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
                  progress: Callable[[str], None] = print) -> dict[str, list[Path]]:
     """Read every run record under ``runs_dir`` and write the report into ``out_dir``.
 
     ``metric`` (top1, top5, mean_per_class) is what the accuracy tables and plots show; ``bands`` draws the
-    ± std bands in the accuracy plots.
+    ± std bands in the accuracy plots (stages.report.plot_curves says when); ``methods`` / ``exclude`` choose
+    the run labels that go in (stages.report.sections.choose).
 
     Invalid or duplicate records are skipped with a warning through ``progress``; no valid record at all
     raises ReportError. Returns the written paths by kind: each table format, 'png', 'svg' and 'index'.
@@ -77,6 +83,10 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
         bad = f" ({len(skipped)} invalid, see the warnings above)" if skipped else ""
         raise ReportError(f"no valid run records ({RECORD_GLOB}) under {runs_dir}{bad}: run `pipeline fit` "
                           f"first or point the report at the folder it wrote")
+    records = choose(records, methods, exclude)
+    versions = version_sets(records)
+    if (mixed := mixed_warning(versions)) is not None:
+        progress(f"warning: {mixed}")
     families = group_records(records, metric)
     series = load_published() if published else []
     written: dict[str, list[Path]] = {fmt: [] for fmt in formats} | {"png": [], "svg": [], "index": []}
@@ -101,7 +111,7 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
         written[path.suffix.lstrip(".")].append(path)
 
     index = write_index(out_dir, runs_dir, n_records=len(records), skipped=skipped, families=families,
-                        tables=table_paths, plots=plot_paths, plot_note=plot_note)
+                        tables=table_paths, plots=plot_paths, plot_note=plot_note, versions=versions)
     written["index"].append(index)
     progress(f"report: {len(records)} records -> {len(tables)} tables, {len(written['png'])} plots; "
              f"index {index}")

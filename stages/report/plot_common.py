@@ -4,7 +4,19 @@ saving each figure as PNG and SVG. matplotlib is imported lazily: tables never n
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from stages.report.table import split_evenly
+
+T = TypeVar("T")
+MAX_SERIES = 10  # tab10's ten distinguishable colours: with more curves, a reader cannot match legend and line
+
+
+def balanced_parts(reference: list[T], items: list[T], cap: int = MAX_SERIES) -> list[list[T]]:
+    """``reference + items`` when it fits ``cap``; else ``items`` split in order into the fewest parts of
+    balanced size (counts differ by at most one), each after ``reference``, each within ``cap``."""
+    room = max(1, cap - len(reference))
+    return [reference + part for part in split_evenly(items, max(1, -(-len(items) // room)))]
 
 
 def have_matplotlib() -> bool:

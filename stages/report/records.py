@@ -10,10 +10,12 @@ from typing import Callable
 
 from stages.shared.errors import RecordError
 from stages.shared.record import RECORD_GLOB, RunRecord, read_record
+from stages.report.escape import one_line
 
 
 def load_records(runs_dir: Path, warn: Callable[[str], None]) -> tuple[list[RunRecord], list[Path]]:
-    """Every valid record under ``runs_dir`` (sorted by path) and the paths skipped with a warning.
+    """Every valid record under ``runs_dir`` (sorted by path) and the paths skipped with a warning (one line each,
+    whatever the path or the record holds: a name with a newline or NUL is invalid, stages.shared.record).
 
     A second record of the same dataset x model x weights x method label x shots x seed (a copy elsewhere
     in the tree) is skipped too, so that no run is counted twice; the one at its layout path is kept.
@@ -26,7 +28,7 @@ def load_records(runs_dir: Path, warn: Callable[[str], None]) -> tuple[list[RunR
         try:
             record = read_record(path)
         except RecordError as exc:
-            warn(f"warning: skipped run record {path}: {exc.reason}")
+            warn(f"warning: skipped run record {one_line(path)}: {one_line(exc.reason)}")
             skipped.append(path)
             continue
         valid.setdefault(record.run_key, []).append(record)
@@ -35,6 +37,6 @@ def load_records(runs_dir: Path, warn: Callable[[str], None]) -> tuple[list[RunR
         same.sort(key=lambda r: (r.path != r.layout_path(runs_dir), str(r.path)))
         records.append(same[0])
         for other in same[1:]:
-            warn(f"warning: skipped run record {other.path}: same run as {same[0].path}")
+            warn(f"warning: skipped run record {one_line(other.path)}: same run as {one_line(same[0].path)}")
             skipped.append(other.path)
     return sorted(records, key=lambda r: str(r.path)), skipped

@@ -1,15 +1,16 @@
-"""Writing a Table as Markdown, CSV (tidy numbers), JSON (everything, per seed) and LaTeX (booktabs)."""
+"""Writing a Table as Markdown, CSV (tidy numbers), JSON (everything, per seed) and LaTeX (booktabs: latex.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import re
 from pathlib import Path
 from typing import Any, Callable
 
 from stages.shared.safe_io import atomic_write
+from stages.report.escape import csv_cell, markdown_text
+from stages.report.latex import to_latex
 from stages.report.stats import Missing, Stat, Value
 from stages.report.table import Table, cell_text
 
@@ -18,27 +19,24 @@ FORMATS = ("md", "csv", "json", "tex")
 
 
 def to_markdown(table: Table) -> str:
-    """A '###' title, a pipe table, footnotes for missing cells, then the notes."""
+    """A '###' title, a pipe table, footnotes for missing cells, then the notes; every text escaped
+    (stages.report.escape), so no value can add a line, a row or a cell."""
     marks = table.footnotes()
-
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
     best = table.best_cells()
-    lines = [f"### {esc(table.title)}", ""]
-    lines.append("| " + " | ".join(esc(c.name) for c in table.columns) + " |")
+    lines = [f"### {markdown_text(table.title)}", ""]
+    lines.append("| " + " | ".join(markdown_text(c.name) for c in table.columns) + " |")
     lines.append("|" + "|".join(":---" if c.kind == "text" else "---:" for c in table.columns) + "|")
     for i, row in enumerate(table.rows):
         texts = []
         for j, (cell, col) in enumerate(zip(row, table.columns)):
             text = cell_text(cell, col)
             if text is None:
-                text = MISSING + (f"[{marks[(i, j)][0]}]" if (i, j) in marks else "")
-            elif (i, j) in best:
-                text = f"**{text}**"
-            texts.append(esc(text))
+                texts.append(MISSING + (f"[{marks[(i, j)][0]}]" if (i, j) in marks else ""))
+            else:
+                texts.append(f"**{markdown_text(text)}**" if (i, j) in best else markdown_text(text))
         lines.append("| " + " | ".join(texts) + " |")
-    footer = [f"[{n}] {esc(text)}" for n, text in sorted(marks.values())] + [esc(n) for n in table.notes]
+    footer = [f"[{n}] {markdown_text(text)}" for n, text in sorted(marks.values())]
+    footer += [markdown_text(n) for n in table.notes]
     if footer:
         lines.append("")
         lines.extend(f"- {line}" for line in footer)
@@ -46,10 +44,12 @@ def to_markdown(table: Table) -> str:
 
 
 def to_csv(table: Table) -> str:
-    """Numbers only: a 'stat' column becomes '<name> mean' and '<name> std'; missing cells are empty."""
+    """Numbers only: a 'stat' column becomes '<name> mean' and '<name> std'; missing cells are empty; text cells
+    never start a spreadsheet formula (escape.csv_cell)."""
     header: list[str] = []
     for col in table.columns:
         header += [f"{col.name} mean", f"{col.name} std"] if col.kind == "stat" else [col.name]
+    header = [csv_cell(h) for h in header]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -62,7 +62,7 @@ def to_csv(table: Table) -> str:
             elif isinstance(cell, Value):
                 fields.append(repr(cell.value))
             else:
-                fields.append("" if cell is None or isinstance(cell, (Missing, Stat)) else str(cell))
+                fields.append("" if cell is None or isinstance(cell, (Missing, Stat)) else csv_cell(cell))
         writer.writerow(fields)
     return out.getvalue()
 
@@ -98,49 +98,6 @@ def to_json(table: Table) -> str:
            "columns": [{"name": c.name, "kind": c.kind} for c in table.columns], "rows": rows,
            "notes": [text for _, text in sorted(marks.values())] + list(table.notes)}
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
-_LATEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-          "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$",
-          "—": "---", "–": "--", "→": r"$\rightarrow$", "×": r"$\times$", "≥": r"$\geq$", "≤": r"$\leq$"}
-
-
-def latex_escape(text: str) -> str:
-    """Text safe in a LaTeX table: specials escaped, '±' as '$\\pm$', dashes as TeX dashes."""
-    return "".join(_LATEX.get(ch, ch) for ch in text)
-
-
-def to_latex(table: Table) -> str:
-    """A booktabs ``table`` float with caption and label; footnotes and notes under the tabular."""
-    marks = table.footnotes()
-    best = table.best_cells()
-    spec = "".join("l" if c.kind == "text" else "r" for c in table.columns)
-    label = re.sub(r"[^A-Za-z0-9:.-]+", "-", table.name)
-    lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[htbp]", r"\centering",
-             rf"\caption{{{latex_escape(table.title)}}}", rf"\label{{tab:{label}}}",
-             rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-             " & ".join(latex_escape(c.name) for c in table.columns) + r" \\", r"\midrule"]
-    for i, row in enumerate(table.rows):
-        if i in table.rule_before and i > 0:
-            lines.append(r"\midrule")
-        texts = []
-        for j, (cell, col) in enumerate(zip(row, table.columns)):
-            text = cell_text(cell, col)
-            if text is None:
-                mark = rf"\textsuperscript{{{marks[(i, j)][0]}}}" if (i, j) in marks else ""
-                texts.append("---" + mark)
-            else:
-                texts.append(rf"\textbf{{{latex_escape(text)}}}" if (i, j) in best else latex_escape(text))
-        lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    footer = [rf"\textsuperscript{{{n}}}~{latex_escape(text)}" for n, text in sorted(marks.values())]
-    footer += [latex_escape(n) for n in table.notes]
-    if footer:
-        lines += [r"\par\smallskip", r"{\footnotesize"]
-        lines += [line + r"\par" for line in footer]
-        lines.append("}")
-    lines.append(r"\end{table}")
-    return "\n".join(lines) + "\n"
 
 
 RENDERERS: dict[str, Callable[[Table], str]] = {"md": to_markdown, "csv": to_csv, "json": to_json,

@@ -1,36 +1,52 @@
-"""How the report names and draws things: display names of methods and variants, one fixed colour and marker
-per method in every figure, short model names for titles, and the metric a report shows.
+"""How the report names and draws things: display names of methods and variants, one fixed style per run
+label in every figure, short model names for titles, and the metric a report shows.
 
-Colours and markers depend on the method label alone (a fixed table for known methods, a hash for other
-variants), never on the order in which series appear, so a method looks the same in every figure and report.
+Styles go by meaning, never by a hash or by the order in which series appear:
+
+- a method has one fixed colour and marker, drawn solid (zero-shot: grey, dotted, no marker);
+- a variant (``cmm+no_triplet``, ``tip_adapter+aug``) is drawn in a shade of its method's colour (CMM's
+  ablations in CMM's reds), never solid, with hollow markers on top of the defaults (a variant equal to its
+  default stays visible), with a line style and marker from its slot: known variants have fixed
+  slots, any other variant takes the next free slot after them (labels in sorted order), so no two labels
+  drawn together share colour, line and marker (``series_styles``);
+- a published curve takes its method's colour where we run that method too, else a fixed colour of its
+  own, dashed with an 'x' marker.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 METHOD_NAMES = {
     "cmm": "CMM", "zero_shot": "Zero-shot CLIP", "linear_probe": "Linear probe", "tip_adapter": "Tip-Adapter",
-    "tip_adapter_f": "Tip-Adapter-F", "clap": "CLAP", "gda": "GDA", "lp_pp": "LP++",
+    "tip_adapter_f": "Tip-Adapter-F", "clap": "CLAP", "gda": "GDA", "lp_pp": "LP++", "proker": "ProKeR",
+    "ape": "APE",
 }
 VARIANT_NAMES = {
     "no_triplet": "no triplet", "frozen_prototypes": "frozen prototypes", "no_fusion": "no fusion",
-    "plain_map": "plain map", "bias": "with bias", "aug": "augmented views",
+    "plain_map": "plain map", "bias": "with bias", "val_search": "val search", "aug": "augmented views",
 }
 
-# tab10 colours, one per known method (colour-blind-safe pairs kept apart: CMM red vs linear probe blue)
+# one colour (tab10) and marker per method; red is CMM's, and its variants' shades of it
 _METHOD_STYLE = {
     "cmm": ("#d62728", "o"), "zero_shot": ("#7f7f7f", ""), "linear_probe": ("#1f77b4", "s"),
     "tip_adapter": ("#2ca02c", "^"), "tip_adapter_f": ("#ff7f0e", "v"), "clap": ("#9467bd", "D"),
-    "gda": ("#8c564b", "P"), "lp_pp": ("#17becf", "X"),
+    "gda": ("#8c564b", "P"), "lp_pp": ("#17becf", "X"), "proker": ("#bcbd22", "h"), "ape": ("#e377c2", "*"),
 }
-# for variants (ablations, other template sets, augmented views) and unknown methods: distinct from the above
-_EXTRA_COLOURS = ("#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-                  "#e6550d", "#31a354", "#756bb1", "#636363", "#ad494a", "#a55194", "#6b6ecf", "#b5cf6b")
-_EXTRA_MARKERS = ("o", "s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p")
+# methods this version does not know, in sorted order (cycled with the markers: 60 before a repeat)
+_OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#7b4173", "#6b6ecf")
+# published methods that we do not run (stages/report/data), each its own colour
+_PUBLISHED_COLOURS = {"CoOp": "#393b79", "CLIP-Adapter": "#637939", "CALIP": "#8c6d31", "Tip-X": "#7b4173",
+                      "APE-T": "#6b6ecf"}
+# variant slots: the known variants first (fixed for every report), then any other, by label
+VARIANT_SLOTS = ("no_triplet", "frozen_prototypes", "no_fusion", "plain_map", "bias", "val_search", "aug",
+                 "tpl_imagenet7", "tpl_imagenet80", "frozen_prototypes+no_triplet")
+# mixed towards black (< 0) or white (> 0), never the method's own colour: 3 shades x 5 lines x 12 markers = 60 slots
+_SHADES = (-0.5, 0.35, -0.25)
+_LINESTYLES: tuple[Any, ...] = ("--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))
+_MARKERS = ("s", "^", "v", "D", "P", "X", "<", ">", "h", "*", "p", "d")
 
 METRICS = {  # --metric -> (record key under "metrics", label in titles and axes)
     "top1": ("test_top1", "top-1"),
@@ -51,29 +67,67 @@ def display_name(method_label: str) -> str:
 
 @dataclass(frozen=True)
 class SeriesStyle:
-    """How one method label is drawn: colour, marker ('' for a line without markers) and line style."""
+    """How one curve is drawn: colour, marker ('' for a line without markers) and line style (a matplotlib
+    name or an (offset, dashes) tuple)."""
 
     colour: str
     marker: str
-    linestyle: str
+    linestyle: Any
+
+    @property
+    def key(self) -> tuple:
+        """What a reader tells curves apart by: colour, line and marker."""
+        return (self.colour, self.linestyle, self.marker)
+
+
+def shade(colour: str, amount: float) -> str:
+    """``colour`` mixed towards black (amount < 0) or white (amount > 0) by ``abs(amount)``."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    target = 255 if amount > 0 else 0
+    mixed = [round(c + (target - c) * abs(amount)) for c in rgb]
+    return "#" + "".join(f"{c:02x}" for c in mixed)
+
+
+def _slot_style(colour: str, slot: int) -> SeriesStyle:
+    return SeriesStyle(shade(colour, _SHADES[slot % len(_SHADES)]), _MARKERS[slot % len(_MARKERS)],
+                       _LINESTYLES[slot % len(_LINESTYLES)])
+
+
+def series_styles(labels: Iterable[str]) -> dict[str, SeriesStyle]:
+    """The style of every run label in ``labels`` (see the module docstring); labels of the same method that
+    are drawn together never share colour, line and marker. Pass every label a figure set may show, so each
+    keeps one style across the set's figures."""
+    labels = sorted(set(labels))
+    others = sorted({label.partition("+")[0] for label in labels} - set(_METHOD_STYLE))
+    own = {**_METHOD_STYLE, **{m: (_OTHER_COLOURS[i % len(_OTHER_COLOURS)], _MARKERS[i % len(_MARKERS)])
+                               for i, m in enumerate(others)}}
+    styles: dict[str, SeriesStyle] = {}
+    next_slot: dict[str, int] = {}  # per method, the next slot after the known ones
+    for label in labels:
+        method, _, variant = label.partition("+")
+        colour, marker = own[method]
+        if not variant:
+            styles[label] = SeriesStyle(colour, marker, ":" if method == "zero_shot" else "-")
+            continue
+        if variant in VARIANT_SLOTS:
+            slot = VARIANT_SLOTS.index(variant)
+        else:
+            slot = next_slot.get(method, len(VARIANT_SLOTS))
+            next_slot[method] = slot + 1
+        styles[label] = _slot_style(colour, slot)
+    return styles
 
 
 def series_style(method_label: str) -> SeriesStyle:
-    """The fixed style of a method label (the same in every figure of every report)."""
-    if method_label in _METHOD_STYLE:
-        colour, marker = _METHOD_STYLE[method_label]
-        return SeriesStyle(colour, marker, ":" if method_label == "zero_shot" else "-")
-    digest = int(hashlib.sha256(method_label.encode()).hexdigest(), 16)
-    base = method_label.split("+", 1)[0]
-    marker = _METHOD_STYLE.get(base, (None, _EXTRA_MARKERS[digest % len(_EXTRA_MARKERS)]))[1] or "o"
-    colour = _EXTRA_COLOURS[(digest // len(_EXTRA_MARKERS)) % len(_EXTRA_COLOURS)]
-    return SeriesStyle(colour, marker, "--" if base in _METHOD_STYLE else "-")
+    """The style of one run label drawn alone (a known label has this style in every figure)."""
+    return series_styles([method_label])[method_label]
 
 
-def published_colour(method_name: str) -> str:
-    """A published curve's colour: its method's own colour when we run that method too (drawn dashed)."""
+def published_style(method_name: str) -> SeriesStyle:
+    """A published curve: its method's colour when we run that method too, else its own; dashed, 'x' marks."""
     key = {name: key for key, name in METHOD_NAMES.items()}.get(method_name)
-    return series_style(key if key is not None else f"published:{method_name}").colour
+    colour = _METHOD_STYLE[key][0] if key is not None else _PUBLISHED_COLOURS.get(method_name, _OTHER_COLOURS[0])
+    return SeriesStyle(colour, "x", "--")
 
 
 def short_model(model: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence, TypeVar
 
 from stages.report.stats import Cell, Missing, Stat, Value
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -89,3 +91,14 @@ def cell_text(cell: Cell, column: Column, plus_minus: str = "±") -> str | None:
     if isinstance(cell, Missing) or cell is None:
         return None
     return str(cell)
+
+
+def split_evenly(items: Sequence[T], n: int) -> list[list[T]]:
+    """``items`` in order in ``n`` parts whose sizes differ by at most one (the first parts the larger)."""
+    size, extra = divmod(len(items), n)
+    parts, start = [], 0
+    for k in range(n):
+        end = start + size + (k < extra)
+        parts.append(list(items[start:end]))
+        start = end
+    return parts

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import unicodedata
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar
@@ -206,10 +207,34 @@ def _string(value: Any) -> str:
     return value
 
 
+def single_line(text: str) -> bool:
+    """True when ``text`` holds no control character (newline, CR, tab, NUL, ESC, ...) and no Unicode line or
+    paragraph separator: a name that a report, a file listing or a terminal line can show as it is."""
+    return not any(unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in text)
+
+
+def _line(value: Any) -> str:
+    """A string a report shows as a name: single-line and NUL-free (else it could add lines to a report)."""
+    if not isinstance(value, str) or not single_line(value):
+        raise _Bad("a single-line string (no newline, tab or other control character)", value)
+    return value
+
+
 def _name(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise _Bad("a non-empty string", value)
-    return value
+    return _line(value)
+
+
+def _keys(check: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    """``check``, then every key of the object it returns a single-line name (keys become report columns)."""
+    def keyed(value: Any) -> dict:
+        out = check(value)
+        for key in out:
+            if not single_line(key):
+                raise _Bad("a single-line name (no newline, tab or other control character)", key)
+        return out
+    return keyed
 
 
 def _integer(low: int | None = None) -> Callable[[Any], int]:
@@ -289,7 +314,7 @@ def _metrics(value: Any) -> dict:
             if key == "test_top1":
                 out[key] = _PERCENT(element)
             elif key == "shift":
-                out[key] = _mapping(_PERCENT, "percentages")(element)
+                out[key] = _keys(_mapping(_PERCENT, "percentages"))(element)
             elif isinstance(element, dict):
                 out[key] = _mapping(_optional(_number()), "numbers")(element)
             elif isinstance(element, list):
@@ -342,19 +367,19 @@ _FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {  # name -> (check, req
     "shots": (_integer(0), True),
     "seed": (_integer(), True),
     "metrics": (_metrics, True),
-    "method_label": (_string, False),
+    "method_label": (_line, False),
     "random_weights": (_boolean, False),
     "ablation": (_mapping(_boolean, "true/false flags"), False),
     "template_set": (_name, False),
     "train_views": (_train_views, False),
-    "hyperparameters": (_object, False),
+    "hyperparameters": (_keys(_object), False),
     "search": (_object, False),
     "subset": (_subset, False),
     "short_classes": (_list(_string, "class names"), False),
     "skipped_images": (_mapping(_list(_string, "paths"), "path lists"), False),
     "gap": (_mapping(_mapping(_number(), "finite numbers"), "measures"), False),
     "cache": (_cache, False),
-    "versions": (_mapping(_string, "strings"), False),
+    "versions": (_keys(_mapping(_line, "single-line strings")), False),
     "timing": (_mapping(_number(0.0), "seconds"), False),
     "params_file": (_params_file, False),
     "created": (_string, False),

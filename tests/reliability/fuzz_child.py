@@ -9,8 +9,10 @@ success or a UserError (another exception, a MemoryError, or a case still runnin
 from __future__ import annotations
 
 import copy
+import io
 import json
 import random
+import re
 import shutil
 import signal
 import sys
@@ -180,6 +182,78 @@ def record_case(work: Path, rng: random.Random, case: Path) -> None:
          lambda: build_report(case / "runs", case / "report", plots=False, progress=lambda _: None))
 
 
+# text a crafted record may hold to inject into a report: lines, NULs, formulas, Markdown, LaTeX, mathtext
+HOSTILE = ["x\n# Injected", "\r\n## Injected\n| a | b |", "a\x00b", "=1+2", "+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx",
+           "|a|b|", "*b*", "`c`", "<script>", "x\u2028# H", "$\\frac{", "\\input{/etc/passwd}", "\\write18{ls}",
+           "[l](javascript:x)", "_u_", "\x1b[31mred", "#", "—"]
+REPORT_HEADINGS = ("# Report", "## Headline", "## CMM ablations", "## Method variants", "## Versions", "## Tables",
+                   "## Plots")
+
+
+def _hostile(rng: random.Random) -> str:
+    return "".join(rng.choice(HOSTILE) for _ in range(rng.randint(1, 2)))
+
+
+def _plant(record: dict, rng: random.Random) -> None:
+    """Put hostile text where a report shows record text: a name, a hyper-parameter, a version, a shift target."""
+    where = rng.choice(["dataset", "model", "weights", "method", "method_label", "template_set", "hyperparameters",
+                        "versions", "shift"])
+    text = _hostile(rng)
+    if where in ("hyperparameters", "versions"):
+        key, value = (text, "1") if rng.random() < 0.5 else ("k", text)
+        record.setdefault(where, {})[key] = value
+    elif where == "shift":
+        record["metrics"]["shift"] = {text: 50.0}
+    elif where == "method_label":
+        record[where] = rng.choice(["", "linear_probe+", "cmm+"]) + text
+    else:
+        record[where] = rng.choice(["", record.get(where) or ""]) + text
+
+
+def _check_report(out: Path) -> None:
+    """What no record can change: the index's headings, one cell count per Markdown table, no NUL, no CSV cell that
+    starts a formula, no TeX command from a record."""
+    import csv
+
+    from stages.report.escape import FORMULA_START
+
+    for line in (out / "README.md").read_text(encoding="utf-8").splitlines():
+        assert not line.startswith("#") or line in REPORT_HEADINGS or line.startswith("#### "), line
+    for path in out.rglob("*"):
+        if path.suffix not in (".md", ".csv", ".json", ".tex", ".svg"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        assert "\x00" not in text, path
+        if path.suffix == ".md" and path.name != "README.md":
+            rows = [line for line in text.splitlines() if line.startswith("|")]
+            assert len({len(re.findall(r"(?<!\\)\|", row)) for row in rows}) == 1, (path, rows)
+        if path.suffix == ".csv":
+            for row in csv.reader(io.StringIO(text, newline="")):
+                for cell in row:
+                    assert not cell.startswith(FORMULA_START) or re.fullmatch(r"-?[0-9.e+-]+", cell), (path, cell)
+        if path.suffix == ".tex":
+            assert not re.search(r"(?<!textbackslash\{\})\\(input|write18)", text), path
+
+
+def report_case(work: Path, rng: random.Random, case: Path) -> None:
+    """A record holding hostile text (issue 22 item 7): refused when read, or reported with everything escaped."""
+    from stages.report.build import build_report
+
+    valid_path = next((work / "runs").rglob("shots*_seed*.json"))
+    valid = json.loads(valid_path.read_text())
+    folder = case / "runs" / valid_path.relative_to(work / "runs").parent
+    folder.mkdir(parents=True)
+    crafted = copy.deepcopy(valid)
+    for _ in range(rng.randint(1, 2)):
+        _plant(crafted, rng)
+    (folder / valid_path.name).write_text(json.dumps(crafted))
+    shutil.copy(valid_path.with_suffix(".npz"), folder / valid_path.with_suffix(".npz").name)
+    if rng.random() < 0.6:  # a valid record too, so that a refused crafted one still leaves a report
+        (folder / "shots1_seed2.json").write_text(json.dumps({**valid, "seed": 2}))
+    build_report(case / "runs", case / "report", plots=rng.random() < 0.1, progress=lambda _: None)
+    _check_report(case / "report")
+
+
 def _mutate_cache(f: h5py.File, rng: random.Random) -> None:
     names: list[str] = []
     f.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
@@ -245,7 +319,7 @@ def cache_case(work: Path, rng: random.Random, case: Path) -> None:
 
 
 TARGETS: dict[str, Callable[[Path, random.Random, Path], None]] = {
-    "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case}
+    "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case, "report": report_case}
 
 
 def archive_case(work: Path, rng: random.Random, case: Path) -> None:

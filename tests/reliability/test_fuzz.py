@@ -1,5 +1,6 @@
 """Fuzz: random mutations of valid split files, subset files, run records and cache files end in success or a
-one-line user error; never another exception, a hang or unbounded memory.
+one-line user error; never another exception, a hang or unbounded memory. Records holding hostile text (newlines,
+NULs, formulas, Markdown, LaTeX) are refused or reported with nothing injected (fuzz_child.report_case).
 
 The loop runs in a child process (``fuzz_child.py``) whose data segment is capped at 2 GiB (``RLIMIT_DATA``:
 ``RLIMIT_AS`` cannot be used, torch maps more address space than that at import), with ``SIGALRM`` bounding
@@ -57,7 +58,7 @@ def test_fuzzed_inputs_end_in_success_or_one_line_user_error(work):
     assert sum(summary["outcomes"].values()) + len(summary["failures"]) == CASES
     distinct = {f"{f['target']}: {f['error'][:50]}": f for f in summary["failures"]}  # one of each kind
     assert not summary["failures"], json.dumps(list(distinct.values())[:8], indent=1)
-    for target in ("split", "subset", "record", "cache"):  # each target both succeeds and fails sometimes
+    for target in ("split", "subset", "record", "cache", "report"):  # each target both succeeds and fails sometimes
         assert summary["outcomes"].get(f"{target}: user error", 0) > 0, summary["outcomes"]
         assert summary["outcomes"].get(f"{target}: ok", 0) > 0, summary["outcomes"]
 

@@ -49,15 +49,19 @@ def test_plots_are_valid_png_and_svg(plotted: dict[str, list[Path]]) -> None:
 def test_curves_label_random_weights_and_published(plotted: dict[str, list[Path]]) -> None:
     svgs = {p.name: p for p in plotted["svg"]}
     rn50 = _svg_text(svgs["acc__RN50__openai__dtd.svg"])
-    assert "published: Tip-Adapter-F (RN50)" in rn50 and "Zero-shot CLIP" in rn50 and "zero_shot" not in rn50
-    assert "RANDOM WEIGHTS" not in rn50
+    assert "Zero-shot CLIP" in rn50 and "zero_shot" not in rn50 and "RANDOM WEIGHTS" not in rn50
+    assert "published" not in rn50                      # published curves have figures of their own
+    for n, source in ((1, "APE repository"), (2, "Tip-Adapter repository")):
+        published = _svg_text(svgs[f"acc__RN50__openai__dtd__published-{n}.svg"])
+        assert f"published ({source})" in published and "CMM" in published
+        assert "published: Tip-Adapter-F (RN50)" in published
     vit = _svg_text(svgs["acc__ViT-B-32__none__dtd.svg"])
     assert "RANDOM WEIGHTS — not a CLIP result" in vit and "published" not in vit
 
 
 def test_gap_picture_from_npz(plotted: dict[str, list[Path]]) -> None:
     gap = [p for p in plotted["svg"] if p.name.startswith("gap__")]
-    assert [p.name for p in gap] == ["gap__RN50__openai__cmm__dtd__shots4_seed2.svg"]
+    assert [p.name for p in gap] == ["gap__RN50__openai__dtd__cmm.svg"]
     text = _svg_text(gap[0])
     assert "before the map" in text and "after the map" in text
 

@@ -105,15 +105,19 @@ def test_best_result_in_bold_in_markdown_latex_and_json(tmp_path, make_writer):
     _write_grid(make_writer(tmp_path / "runs"), {"zero_shot": 40, "tip_adapter": 48, "cmm": 55})
     out = tmp_path / "out"
     build_report(tmp_path / "runs", out, plots=False, published=False, progress=lambda _: None)
-    md = (out / "tables" / "compare__ViT-B-16__openai__shots4.md").read_text(encoding="utf-8")
-    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| dtd")}
-    # dtd at 4 shots: zero-shot 41.5, Tip-Adapter 57.5, CMM 64.5 (means over seeds 1, 2)
-    assert "**64.50 ± 0.50**" in rows["dtd"] and "**57.50" not in rows["dtd"] and "**41.50" not in rows["dtd"]
-    tex = (out / "tables" / "compare__ViT-B-16__openai__shots4.tex").read_text(encoding="utf-8")
-    assert r"\textbf{64.50 $\pm$ 0.50}" in tex and tex.count(r"\textbf{") == 3  # dtd, eurosat, Average
-    table = json.loads((out / "tables" / "compare__ViT-B-16__openai__shots4.json").read_text())
-    assert [row["CMM"].get("best") for row in table["rows"]] == [True, True, True]
-    assert not any(row["Tip-Adapter"].get("best") for row in table["rows"])
+    md = (out / "tables" / "main__ViT-B-16__openai__shots4.md").read_text(encoding="utf-8")
+    rows = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    assert rows["Method"] == "| Method | dtd | eurosat | Average |"
+    # at 4 shots: zero-shot 41.5 / 42.5, Tip-Adapter 57.5 / 58.5, CMM 64.5 / 65.5 (means over seeds 1, 2)
+    assert rows["CMM"] == "| CMM | **64.50 ± 0.50** | **65.50 ± 0.50** | **65.00 ± 0.50** |"
+    assert "**" not in rows["Tip-Adapter"] and "**" not in rows["Zero-shot CLIP (0 shots)"]
+    tex = (out / "tables" / "main__ViT-B-16__openai__shots4.tex").read_text(encoding="utf-8")
+    assert r"\textbf{64.50}\,{\scriptsize$\pm$0.50}" in tex and tex.count(r"\textbf{") == 3  # dtd, eurosat, Average
+    table = json.loads((out / "tables" / "main__ViT-B-16__openai__shots4.json").read_text())
+    cmm = next(row for row in table["rows"] if row["Method"] == "CMM")
+    assert [cmm[c].get("best") for c in ("dtd", "eurosat", "Average")] == [True, True, True]
+    assert not any(isinstance(cell, dict) and cell.get("best")
+                   for row in table["rows"] if row["Method"] != "CMM" for cell in row.values())
 
 
 def test_headline_table_tops_the_index(tmp_path, make_writer):
@@ -145,8 +149,8 @@ def test_metric_option_picks_what_tables_show(tmp_path, make_writer):
         assert table["title"].startswith(f"CMM: test {label} (%)") and table["meta"]["metric"] == metric
         dtd = next(row for row in table["rows"] if row["Dataset"] == "dtd")
         assert dtd["1 shot"]["mean"] == pytest.approx(55 + 2 + 1.5 + offset)
-        compare = (out / "tables" / "compare__ViT-B-16__openai__shots1.md").read_text()
-        assert "published" not in compare  # published numbers are top-1 only
+        main = (out / "tables" / "main__ViT-B-16__openai__shots1.md").read_text()
+        assert "published" not in main  # published numbers are top-1 only
     with pytest.raises(ReportError, match="unknown metric 'top3'"):
         build_report(tmp_path / "runs", tmp_path / "bad", plots=False, metric="top3", progress=lambda _: None)
 
@@ -169,11 +173,13 @@ def test_average_plot_names_the_methods_it_cannot_show(tmp_path, make_writer):
     written = build_report(tmp_path / "runs", tmp_path / "out", formats=("md",), published=False,
                            progress=lambda _: None)
     svgs = {p.name: p for p in written["svg"]}
-    average, _ = _svg(svgs["acc__ViT-B-16__openai__average.svg"])
+    average, _ = _svg(svgs["acc__ViT-B-16__openai__average__ablations.svg"])
     assert "not shown (not run on every dataset with every seed): CMM (no triplet)" in average
-    assert "average over 2 datasets" in average
-    grid, _ = _svg(svgs["acc__ViT-B-16__openai__grid.svg"])
+    assert "average over 2 datasets, CMM ablations" in average
+    grid, _ = _svg(svgs["acc__ViT-B-16__openai__grid__ablations.svg"])
     assert "CMM (no triplet)" in grid and "dtd" in grid and "eurosat" in grid
+    methods, _ = _svg(svgs["acc__ViT-B-16__openai__average.svg"])
+    assert "CMM (no triplet)" not in methods and "CMM" in methods  # the methods figure: defaults only
 
 
 def test_bands_can_be_switched_off(tmp_path, make_writer):

@@ -82,11 +82,14 @@ def test_csv_parses_with_numbers_and_blanks(runs: Path, tmp_path: Path) -> None:
         assert len({len(line) for line in lines}) == 1, path
 
 
-def _tabular_rows(tex: str) -> tuple[str, list[str]]:
-    spec = re.search(r"\\begin\{tabular\}\{([lr]+)\}", tex).group(1)
-    body = tex.split(r"\begin{tabular}")[1].split(r"\end{tabular}")[0]
-    rows = [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]
-    return spec, rows
+def _tabulars(tex: str) -> list[tuple[str, list[str]]]:
+    """(column spec, rows) of every tabular in a .tex table."""
+    out = []
+    for body in tex.split(r"\begin{tabular}")[1:]:
+        spec = re.match(r"\{([lr]+)\}", body).group(1)
+        body = body.split(r"\end{tabular}")[0]
+        out.append((spec, [line for line in body.splitlines() if line.rstrip().endswith(r"\\")]))
+    return out
 
 
 @pytest.mark.usefixtures("small_grid")
@@ -95,54 +98,54 @@ def test_latex_is_wellformed_booktabs(runs: Path, tmp_path: Path) -> None:
     written = _report(runs, out)
     for path in written["tex"]:
         tex = path.read_text(encoding="utf-8")
-        for env in ("table", "tabular"):
-            assert tex.count(rf"\begin{{{env}}}") == tex.count(rf"\end{{{env}}}") == 1, path
-        assert r"\toprule" in tex and r"\bottomrule" in tex
-        spec, rows = _tabular_rows(tex)
-        assert rows, path
-        for row in rows:
-            assert len(re.split(r"(?<!\\)&", row)) == len(spec), (path, row)
+        assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1, path
+        assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") >= 1, path
+        assert tex.count(r"\toprule") == tex.count(r"\bottomrule") == tex.count(r"\begin{tabular}")
+        for spec, rows in _tabulars(tex):
+            assert rows, path
+            for row in rows:
+                assert len(re.split(r"(?<!\\)&", row)) == len(spec), (path, row)
         assert not re.search(r"(?<!\\)_", tex), path                 # every underscore escaped
         assert "±" not in tex and "—" not in tex
     tex = (out / "tables" / "acc__RN50__openai__cmm.tex").read_text(encoding="utf-8")
-    assert r"53.00 $\pm$ 2.94" in tex
+    assert r"53.00\,{\scriptsize$\pm$2.94}" in tex                 # the papers' mean with a small std
     assert r"---\textsuperscript{1}" in tex
 
 
 @pytest.mark.usefixtures("small_grid")
-def test_side_by_side_table_has_methods_as_columns(runs: Path, tmp_path: Path) -> None:
+def test_main_table_has_methods_as_rows_and_datasets_as_columns(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _report(runs, out, published=False)
-    table = _json(out, "compare__RN50__openai__shots1")
-    names = [c["name"] for c in table["columns"]]
-    assert names == ["Dataset", "Zero-shot CLIP (0 shots)", "CMM"]  # display names, not keys
-    rows = {row["Dataset"]: row for row in table["rows"]}
-    assert rows["dtd"]["Zero-shot CLIP (0 shots)"]["mean"] == 40.0 and rows["dtd"]["CMM"]["mean"] == 53.0
-    assert rows["Average (2 datasets)"]["CMM"]["mean"] == pytest.approx(62.0)
-    assert not (out / "tables" / "compare__RN50__openai__shots0.json").exists()
+    table = _json(out, "main__RN50__openai__shots1")
+    assert [c["name"] for c in table["columns"]] == ["Method", "dtd", "eurosat", "Average"]
+    rows = {row["Method"]: row for row in table["rows"]}
+    assert list(rows) == ["Zero-shot CLIP (0 shots)", "CMM"]         # display names, not keys
+    assert rows["Zero-shot CLIP (0 shots)"]["dtd"]["mean"] == 40.0 and rows["CMM"]["dtd"]["mean"] == 53.0
+    assert rows["CMM"]["Average"]["mean"] == pytest.approx(62.0)
+    assert not (out / "tables" / "main__RN50__openai__shots0.json").exists()
 
 
 @pytest.mark.usefixtures("small_grid")
-def test_published_columns_only_for_matching_backbone(runs: Path, tmp_path: Path, write_record) -> None:
+def test_published_rows_only_for_matching_backbone(runs: Path, tmp_path: Path, write_record) -> None:
     for seed in (1, 2, 3):
         write_record("dtd", "ViT-B-32", "openai", "cmm", 16, seed, 70.0 + seed)
         write_record("dtd", "ViT-B-32", "openai", "tip_adapter", 16, seed, 65.0 + seed)
     out = tmp_path / "out"
     _report(runs, out)
-    rn50 = _json(out, "compare__RN50__openai__shots16")
-    published = [c["name"] for c in rn50["columns"] if c["name"].startswith("published:")]
-    assert "published: Tip-Adapter-F (RN50) [Tip-Adapter repository]" in published
-    rows = {row["Dataset"]: row for row in rn50["rows"]}
-    assert rows["dtd"]["published: Tip-Adapter-F (RN50) [Tip-Adapter repository]"] == {"value": 66.55}
-    average = rows["Average (2 datasets)"]["published: Tip-Adapter-F (RN50) [Tip-Adapter repository]"]
-    assert average["value"] == pytest.approx((66.55 + 84.54) / 2)
-    # measured means are untouched by the published columns
-    assert rows["dtd"]["CMM"]["mean"] == pytest.approx(61.0)
+    rn50 = _json(out, "main__RN50__openai__shots16")
+    rows = {row["Method"]: row for row in rn50["rows"]}
+    name = "published: Tip-Adapter-F [Tip-Adapter]"
+    assert name in rows and "published: Tip-Adapter-F [APE]" in rows
+    assert rows[name]["dtd"] == {"value": 66.55}
+    assert rows[name]["Average"]["value"] == pytest.approx((66.55 + 84.54) / 2)
+    assert not any(cell.get("best") for cell in rows[name].values() if isinstance(cell, dict))  # never bold
+    # measured means are untouched by the published rows
+    assert rows["CMM"]["dtd"]["mean"] == pytest.approx(61.0)
     assert any("exp.log" in note for note in rn50["notes"])
-    vit = (out / "tables" / "compare__ViT-B-32__openai__shots16.md").read_text(encoding="utf-8")
+    vit = (out / "tables" / "main__ViT-B-32__openai__shots16.md").read_text(encoding="utf-8")
     assert "published" not in vit
     _report(runs, tmp_path / "plain", published=False)
-    assert "published" not in (tmp_path / "plain" / "tables" / "compare__RN50__openai__shots16.md").read_text()
+    assert "published" not in (tmp_path / "plain" / "tables" / "main__RN50__openai__shots16.md").read_text()
 
 
 def test_random_weight_runs_are_labelled(runs: Path, tmp_path: Path, write_record) -> None:
