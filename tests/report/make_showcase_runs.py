@@ -20,8 +20,8 @@ from stages.fit.synthetic import make_clip_like
 
 SWEEPS = [
     dict(methods=["zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp", "cmm"]),
-    *[dict(methods=["cmm"], ablation={name: True for name in ablation.split("+")})
-      for ablation in ("no_triplet", "frozen_prototypes", "no_fusion", "plain_map", "bias", "val_search",
+    *[dict(methods=["cmm"], ablations=[{name: True for name in ablation.split("+")}])
+      for ablation in ("no_triplet", "frozen_prototypes", "no_fusion", "no_prior", "bias", "val_search",
                        "frozen_prototypes+no_triplet", "no_fusion+no_triplet")],
     dict(methods=["cmm", "linear_probe"], template_set="imagenet7"),
     dict(methods=["cmm", "tip_adapter", "tip_adapter_f"], train_views="aug"),

@@ -25,8 +25,8 @@ def fitted(tmp_path_factory) -> Path:
     source = make_clip_like(n_classes=8, dim=32, train_per_class=6, val_per_class=4, test_per_class=80, seed=3)
     common = dict(shots=[2, 4], seeds=[1, 2], runs_dir=runs, progress=lambda _: None)
     fit_runs(source, methods=["cmm", "zero_shot"], **common)
-    fit_runs(source, methods=["cmm"], ablation={"no_triplet": True}, **common)
-    fit_runs(source, methods=["cmm"], ablation={"frozen_prototypes": True}, **common)
+    fit_runs(source, methods=["cmm"], ablations=[{"no_triplet": True}], **common)
+    fit_runs(source, methods=["cmm"], ablations=[{"frozen_prototypes": True}], **common)
     return runs
 
 
