@@ -9,6 +9,7 @@ import click
 from pipeline.options import cache_options, name_list, open_cache, positive_int_list, torch_device
 from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS
+from stages.shared.record import TRAIN_VIEWS
 
 DEFAULT_METHODS = ",".join(DEFAULT)
 
@@ -26,8 +27,11 @@ DEFAULT_METHODS = ",".join(DEFAULT)
               help=f"Methods (comma-separated): {', '.join(METHODS)}.")
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
-@click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,
-              help="Train on the few-shot features only, or also on their cached augmented views.")
+@click.option("--train-views", type=click.Choice(TRAIN_VIEWS), default="plain", show_default=True,
+              help="plain: the few-shot features only; aug: also their cached augmented views, the same way for "
+                   "every method (extra rows; Tip-Adapter/APE: mean of the views as cache keys); released: the "
+                   "views as each method's released code uses them (GDA, ProKeR: the views alone; LP++: one view "
+                   "per image; linear probe: none). Each value gets its own run label.")
 @click.option("--ablation", "ablations", multiple=True, type=click.Choice(sorted(ABLATIONS)),
               help="CMM ablation (repeatable): " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()) + ".")
 @click.option("--subsets", "subsets_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -52,6 +56,7 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
     Examples:
       pipeline fit --dataset dtd --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
       pipeline fit --dataset dtd --method cmm --ablation no_triplet --ablation frozen_prototypes
+      pipeline fit --dataset dtd --method gda,lp_pp,proker --train-views released   # needs --aug-views at extract
     """
     from pipeline.failures import check_device, check_writable_dir
     from pipeline.output import progress_echo

@@ -15,10 +15,12 @@ from typing import Any, Callable
 METHOD_NAMES = {
     "cmm": "CMM", "zero_shot": "Zero-shot CLIP", "linear_probe": "Linear probe", "tip_adapter": "Tip-Adapter",
     "tip_adapter_f": "Tip-Adapter-F", "clap": "CLAP", "gda": "GDA", "lp_pp": "LP++",
+    "ape": "APE", "proker": "ProKeR",
 }
 VARIANT_NAMES = {
     "no_triplet": "no triplet", "frozen_prototypes": "frozen prototypes", "no_fusion": "no fusion",
     "plain_map": "plain map", "bias": "with bias", "aug": "augmented views",
+    "released": "released view protocol",
 }
 
 # tab10 colours, one per known method (colour-blind-safe pairs kept apart: CMM red vs linear probe blue)
@@ -26,6 +28,7 @@ _METHOD_STYLE = {
     "cmm": ("#d62728", "o"), "zero_shot": ("#7f7f7f", ""), "linear_probe": ("#1f77b4", "s"),
     "tip_adapter": ("#2ca02c", "^"), "tip_adapter_f": ("#ff7f0e", "v"), "clap": ("#9467bd", "D"),
     "gda": ("#8c564b", "P"), "lp_pp": ("#17becf", "X"),
+    "ape": ("#1b9e77", "<"), "proker": ("#e7298a", "*"),
 }
 # for variants (ablations, other template sets, augmented views) and unknown methods: distinct from the above
 _EXTRA_COLOURS = ("#e377c2", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",

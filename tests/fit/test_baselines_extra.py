@@ -46,7 +46,8 @@ def zero_shot_score(data: dict) -> float:
 
 def test_registered_but_not_default():
     assert METHODS[-1] == "clap"
-    assert DEFAULT_METHODS == ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp")
+    assert DEFAULT_METHODS == ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp",
+                               "proker", "ape")
     assert "clap" not in DEFAULT_METHODS
     est = make_estimator("clap", np.ones((3, 4), np.float32), 100.0, random_state=2)
     assert isinstance(est, CLAPClassifier) and est.random_state == 2
