@@ -13,9 +13,8 @@ from stages.fit.baselines.ape import channel_criterion, key_divergence, weighted
 from stages.fit.baselines.clap import zero_shot_multipliers
 from stages.fit.baselines.fusion import fused_correct
 from stages.fit.baselines.lp_pp import lp_pp_init_alpha
-from stages.fit.baselines.proker import rbf_kernel
 from stages.fit.baselines.released import APE, PROKER, tip_grid
-from stages.fit.baselines.tip_cache import class_sums
+from stages.fit.baselines.tip_cache import class_sums, rbf_kernel
 from stages.fit.features import class_prototypes, l2_normalize
 from tests.fit.conftest import few_shot_split
 

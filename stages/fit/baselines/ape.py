@@ -45,7 +45,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from stages.fit.baselines.fusion import fused_correct
 from stages.fit.baselines.released import APE, APE_RELEASED_DIM, APEConfig, released_key
-from stages.fit.baselines.tip_cache import build_cache, chunks, class_sums, equal_blocks
+from stages.fit.baselines.tip_cache import build_cache, chunks, class_sums, equal_blocks, rbf_kernel
 from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
 from stages.fit.features import l2_normalize
 
@@ -218,6 +218,6 @@ class APEClassifier(LogitsClassifierMixin, BaseEstimator):
         with torch.no_grad(), cpu_threads_for(v.numel() * len(keys), self.device):
             out = zs.clone()
             for rows in chunks(len(v), len(keys)):
-                affinity = torch.exp(hp["beta"] * (v[rows] @ keys.T - 1.0))
+                affinity = rbf_kernel(v[rows], keys, hp["beta"])
                 out[rows] += hp["alpha"] * weighted_cache(affinity, weight, labels, zs.shape[1], block)
         return out.cpu().numpy()

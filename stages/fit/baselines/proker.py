@@ -44,14 +44,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from stages.shared.errors import FitError
 from stages.fit.baselines.released import PROKER, PROKER_FIXED, released_key
-from stages.fit.baselines.tip_cache import chunks
+from stages.fit.baselines.tip_cache import chunks, rbf_kernel
 from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, view_rows
 from stages.fit.features import l2_normalize
-
-
-def rbf_kernel(a: torch.Tensor, b: torch.Tensor, beta: float) -> torch.Tensor:
-    """exp(-beta (1 - a . b^T)) for unit rows a (m, D), b (n, D)."""
-    return torch.exp(beta * (a @ b.T - 1.0))
 
 
 def kernel_ridge(K: torch.Tensor, R: torch.Tensor, lmbda: float) -> torch.Tensor:

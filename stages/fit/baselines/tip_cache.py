@@ -42,6 +42,12 @@ def class_sums(E: torch.Tensor, labels: torch.Tensor, n_classes: int, block: int
     return torch.zeros(len(E), n_classes, dtype=E.dtype, device=E.device).index_add_(1, labels, E)
 
 
+def rbf_kernel(a: torch.Tensor, b: torch.Tensor, beta: float) -> torch.Tensor:
+    """exp(-beta (1 - a . b^T)) for unit rows a (m, D), b (n, D), computed in place (one m x n buffer); the
+    cache affinity of Tip-Adapter and APE, ProKeR's kernel. Not for tensors that need gradients."""
+    return (a @ b.T).sub_(1.0).mul_(beta).exp_()
+
+
 def cache_logits(v: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, beta: float, n_classes: int,
                  block: int) -> torch.Tensor:
     """exp(-beta (1 - v . K^T)) @ onehot(labels) for unit rows ``v``; differentiable in ``keys``."""
