@@ -11,7 +11,7 @@ from stages.shared.errors import FitError
 from stages.fit.baselines import APEClassifier, ProKeRClassifier
 from stages.fit.baselines.ape import channel_criterion, key_divergence, weighted_cache
 from stages.fit.baselines.clap import zero_shot_multipliers
-from stages.fit.baselines.fusion import fused_correct
+from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.lp_pp import lp_pp_init_alpha
 from stages.fit.baselines.released import APE, PROKER, tip_grid
 from stages.fit.baselines.tip_cache import class_sums, rbf_kernel
@@ -166,6 +166,18 @@ def test_ape_searches_the_released_grid_of_its_dataset(gap_source):
     assert est.search_["criterion_weights"] == list(config.weights)
 
 
+@pytest.mark.parametrize(("rows", "classes"), [(50, 3), (500, 20), (2000, 100)])
+def test_fused_scorer_counts_what_argmax_counts(rows, classes):
+    gen = torch.Generator().manual_seed(rows)
+    z = torch.randn(rows, classes, generator=gen, dtype=torch.float64)
+    q = 3 * torch.rand(rows, classes, generator=gen, dtype=torch.float64)
+    q[:5] = q[:5, :1]  # rows whose q is flat: only z decides, for every a
+    y = torch.randint(0, classes, (rows,), generator=gen)
+    alphas = torch.linspace(0, 5, 37, dtype=torch.float64)
+    direct = torch.stack([((z + a * q).argmax(1) == y).sum() for a in alphas])
+    assert torch.equal(FusedScorer(z, y).correct(q, alphas), direct)
+
+
 def test_tensor_helpers_keep_every_tensor_on_the_inputs_device():
     """On the meta device (shapes, no data), any tensor a helper creates on the CPU instead of the inputs'
     device makes the operation fail: a CPU-side check of the device consistency CUDA needs (issue 19)."""
@@ -180,10 +192,10 @@ def test_tensor_helpers_keep_every_tensor_on_the_inputs_device():
         zero_shot_multipliers(keys, labels, text, 100.0),
         channel_criterion(text, keys, labels, (0.5, 0.5)),
         key_divergence(keys, text, labels),
-        weighted_cache(torch.empty(m, N, device=meta), torch.empty(N, device=meta), labels, C, 2),
-        weighted_cache(torch.empty(m, N, device=meta), torch.empty(N, device=meta), labels, C, 0),
+        weighted_cache(torch.empty(m, N, device=meta), torch.empty(4, N, device=meta), labels, C, 2),
+        weighted_cache(torch.empty(m, N, device=meta), torch.empty(4, N, device=meta), labels, C, 0),
         class_sums(torch.empty(m, N, device=meta), labels, C, 0),
-        fused_correct(logits, logits, y, torch.empty(7, device=meta)),
+        FusedScorer(logits, y).correct(logits, torch.empty(7, device=meta)),
         rbf_kernel(keys, keys, 2.0),
     ]
     assert all(out.device == meta for out in outputs)

@@ -28,7 +28,8 @@ Deviations from the released code:
 - the similarity is computed from per-class sums in float64 (the same value as the release's loop over
   every pair of rows, without its C^2 (K + 1)^2 cost), and for classes with different shot counts (CoOp keeps
   every image of a short class) as the mean over all cross-class pairs (the release assumes K rows per class);
-- the alpha grid is scored in one pass per (beta, gamma) (fusion.py: exact ties between classes count as wrong);
+- the alpha grid is scored in one pass per (beta, gamma) (fusion.py: exact ties between classes count as
+  wrong), every gamma of a beta in one batched product;
 - validation: the few-shot val split (min(K, 4) per class), not the release's full val split;
 - text: the project's template ensemble T0 (the release: CoOp's template plus CuPL's GPT-3 prompts).
 """
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.baselines.fusion import fused_correct
+from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.released import APE, APE_RELEASED_DIM, APEConfig, released_key
 from stages.fit.baselines.tip_cache import build_cache, chunks, class_sums, equal_blocks, rbf_kernel
 from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
@@ -74,11 +75,13 @@ def key_divergence(keys: torch.Tensor, text: torch.Tensor, labels: torch.Tensor)
 
 def weighted_cache(affinity: torch.Tensor, weights: torch.Tensor, labels: torch.Tensor, n_classes: int,
                    block: int) -> torch.Tensor:
-    """affinity @ (onehot(labels) * weights[:, None]) (m, C): the cache logits with per-key value weights."""
+    """(G, m, C): affinity @ (onehot(labels) * weights[g][:, None]) for each row g of ``weights`` (G, N), the
+    cache logits with per-key value weights; one batched product over the classes when the keys come in equal
+    blocks per class."""
     if block:
-        return torch.einsum("mck,ck->mc", affinity.reshape(len(affinity), n_classes, block),
-                            weights.reshape(n_classes, block))
-    return class_sums(affinity * weights, labels, n_classes, 0)
+        return torch.einsum("mck,gck->gmc", affinity.reshape(len(affinity), n_classes, block),
+                            weights.reshape(len(weights), n_classes, block))
+    return torch.stack([class_sums(affinity * weight, labels, n_classes, 0) for weight in weights])
 
 
 class APEClassifier(LogitsClassifierMixin, BaseEstimator):
@@ -194,16 +197,18 @@ class APEClassifier(LogitsClassifierMixin, BaseEstimator):
         divergence = torch.from_numpy(self.key_divergence_).to(zs.device)
         betas, alphas, gammas = grids["beta"], grids["alpha"], grids["gamma"]
         alpha_grid = torch.tensor(alphas, dtype=zs.dtype, device=zs.device)
-        value_weights = [torch.exp(gamma * divergence) for gamma in gammas]
+        value_weights = torch.exp(torch.tensor(gammas, dtype=zs.dtype, device=zs.device)[:, None] * divergence)
         correct = torch.zeros(len(betas), len(gammas), len(alphas), dtype=torch.int64, device=zs.device)
-        for rows in chunks(len(v), len(keys)):
+        # a chunk's affinities (rows x keys) and its caches (gammas x rows x classes) stay within the bound
+        for rows in chunks(len(v), max(len(keys), len(gammas) * zs.shape[1])):
+            scorer = FusedScorer(zs[rows], y[rows])
             shifted = v[rows] @ keys.T - 1.0
             affinity = torch.empty_like(shifted)
             for i, beta in enumerate(betas):
                 torch.mul(shifted, beta, out=affinity).exp_()
-                for k, weight in enumerate(value_weights):
-                    cache = weighted_cache(affinity, weight, labels, zs.shape[1], block)
-                    correct[i, k] += fused_correct(zs[rows], cache, y[rows], alpha_grid)
+                caches = weighted_cache(affinity, value_weights, labels, zs.shape[1], block)
+                for k, cache in enumerate(caches):
+                    correct[i, k] += scorer.correct(cache, alpha_grid)
         order = correct.permute(0, 2, 1).flatten()  # (beta, alpha, gamma): the release's loop order
         i, j, k = np.unravel_index(int(torch.argmax(order)), (len(betas), len(alphas), len(gammas)))
         chosen = {"alpha": alphas[j], "beta": betas[i], "gamma": gammas[k]}
@@ -214,10 +219,10 @@ class APEClassifier(LogitsClassifierMixin, BaseEstimator):
         check_is_fitted(self, "cache_keys_")
         hp = self.hyperparameters_
         zs, v, keys, labels, block = self._tensors(X)
-        weight = torch.exp(hp["gamma"] * torch.from_numpy(self.key_divergence_).to(zs.device))
+        weight = torch.exp(hp["gamma"] * torch.from_numpy(self.key_divergence_).to(zs.device))[None]
         with torch.no_grad(), cpu_threads_for(v.numel() * len(keys), self.device):
             out = zs.clone()
             for rows in chunks(len(v), len(keys)):
                 affinity = rbf_kernel(v[rows], keys, hp["beta"])
-                out[rows] += hp["alpha"] * weighted_cache(affinity, weight, labels, zs.shape[1], block)
+                out[rows] += hp["alpha"] * weighted_cache(affinity, weight, labels, zs.shape[1], block)[0]
         return out.cpu().numpy()

@@ -139,12 +139,12 @@ class ProKeRClassifier(LogitsClassifierMixin, BaseEstimator):
             T = torch.from_numpy(data.T0).to(dev)
             residual = F.one_hot(torch.from_numpy(labels).to(dev), n_classes).to(S.dtype) - S @ T.T
             if search:
-                beta, lmbda, self.val_top1_ = self._search(S, T, residual, data, betas, lmbdas)
+                beta, lmbda, coef, self.val_top1_ = self._search(S, T, residual, data, betas, lmbdas)
             else:
                 beta = float(PROKER_FIXED["beta"] if self.beta is None else self.beta)
                 lmbda = float(PROKER_FIXED["lmbda"] if self.lmbda is None else self.lmbda)
+                coef = kernel_ridge(rbf_kernel(S, S, beta), residual, lmbda)
                 self.val_top1_ = None
-            coef = kernel_ridge(rbf_kernel(S, S, beta), residual, lmbda)
         self.support_ = S.cpu().numpy()
         self.dual_coef_ = coef.cpu().numpy()
         self.zs_prototypes_ = data.T0
@@ -158,21 +158,22 @@ class ProKeRClassifier(LogitsClassifierMixin, BaseEstimator):
         return self
 
     def _search(self, S: torch.Tensor, T: torch.Tensor, residual: torch.Tensor, data, betas: list[float],
-                lmbdas: list[float]) -> tuple[float, float, float]:
-        """(beta, lambda, val top-1 %) of the first best grid point in beta-major order."""
+                lmbdas: list[float]) -> tuple[float, float, torch.Tensor, float]:
+        """(beta, lambda, dual coefficients, val top-1 %) of the first best grid point in beta-major order."""
         v_val = torch.from_numpy(l2_normalize(data.X_val)).to(S.device)
         zs_val = v_val @ T.T
         y_val = torch.from_numpy(data.y_val).to(S.device)
-        correct = torch.zeros(len(betas), len(lmbdas), dtype=torch.int64, device=S.device)
-        for i, beta in enumerate(betas):
+        best: tuple[int, float, float, torch.Tensor] | None = None
+        for beta in betas:
             K = rbf_kernel(S, S, beta)
-            for j, lmbda in enumerate(lmbdas):
+            for lmbda in lmbdas:
                 coef = kernel_ridge(K, residual, lmbda)
-                correct[i, j] = (kernel_logits(v_val, zs_val, S, coef, beta).argmax(1) == y_val).sum()
+                correct = int((kernel_logits(v_val, zs_val, S, coef, beta).argmax(1) == y_val).sum())
+                if best is None or correct > best[0]:  # the first maximum, as the release's ``acc > best``
+                    best = (correct, beta, lmbda, coef)
             del K
-        flat = int(torch.argmax(correct.flatten()))  # the first maximum in row-major (beta-major) order
-        i, j = divmod(flat, len(lmbdas))
-        return betas[i], lmbdas[j], float(correct[i, j]) / len(y_val) * 100.0
+        correct, beta, lmbda, coef = best
+        return beta, lmbda, coef, correct / len(y_val) * 100.0
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         """v . T0^T + k(v, S) A, shape (n, C)."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from stages.fit.baselines.fusion import fused_correct
+from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.features import l2_normalize
 
 #: rows x keys per chunk when scoring many images at once (bounds memory: ~256 MB of float32 affinities).
@@ -80,12 +80,12 @@ def search_alpha_beta(v: torch.Tensor, y: torch.Tensor, zs: torch.Tensor, keys: 
     grid = torch.tensor(alphas, dtype=zs.dtype, device=zs.device)
     correct = torch.zeros(len(betas), len(alphas), dtype=torch.int64, device=zs.device)
     for rows in chunks(len(v), len(keys)):
+        scorer = FusedScorer(zs[rows], y[rows])
         shifted = v[rows] @ keys.T - 1.0
         affinity = torch.empty_like(shifted)
         for i, beta in enumerate(betas):
             torch.mul(shifted, beta, out=affinity).exp_()
-            cache = class_sums(affinity, labels, zs.shape[1], block)
-            correct[i] += fused_correct(zs[rows], cache, y[rows], grid)
+            correct[i] += scorer.correct(class_sums(affinity, labels, zs.shape[1], block), grid)
     flat = int(torch.argmax(correct.flatten()))  # the first maximum in row-major (beta-major) order
     i, j = divmod(flat, len(alphas))
     return float(alphas[j]), float(betas[i]), float(correct[i, j]) / len(y) * 100.0
