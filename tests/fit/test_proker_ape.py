@@ -15,7 +15,7 @@ from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.lp_pp import lp_pp_init_alpha
 from stages.fit.baselines.released import APE, PROKER, tip_grid
 from stages.fit.baselines.tip_cache import class_sums, rbf_kernel
-from stages.fit.features import class_prototypes, l2_normalize
+from stages.fit.persist import load_fitted, save_fitted
 from tests.fit.conftest import few_shot_split
 
 # the hand-checked case: 3 classes, 2 shots each, 4 dimensions
@@ -164,6 +164,16 @@ def test_ape_searches_the_released_grid_of_its_dataset(gap_source):
     assert est.search_["grid"]["beta"] == tip_grid(7, 200) and est.search_["grid"]["alpha"] == tip_grid(7, 20)
     assert est.search_["grid"]["gamma"] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     assert est.search_["criterion_weights"] == list(config.weights)
+
+
+@pytest.mark.parametrize("cls", [ProKeRClassifier, APEClassifier])
+def test_saved_runs_load_with_the_same_logits(cls, gap_source, tmp_path):
+    data = few_shot_split(gap_source, shots=2)
+    est = cls(gap_source.text["coop"], dataset="oxford_pets").fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    path = save_fitted(est, tmp_path / "run.npz", method=cls.__name__, classes=[f"c{i}" for i in range(20)])
+    loaded = load_fitted(path).estimator
+    np.testing.assert_array_equal(loaded.decision_function(data["X_test"]), est.decision_function(data["X_test"]))
+    assert loaded.hyperparameters_ == est.hyperparameters_ and loaded.get_params()["dataset"] == "oxford_pets"
 
 
 @pytest.mark.parametrize(("rows", "classes"), [(50, 3), (500, 20), (2000, 100)])
