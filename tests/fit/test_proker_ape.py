@@ -13,6 +13,7 @@ from stages.fit.baselines.ape import channel_criterion, key_divergence, weighted
 from stages.fit.baselines.clap import zero_shot_multipliers
 from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.lp_pp import lp_pp_init_alpha
+from stages.fit.baselines.proker import kernel_ridge
 from stages.fit.baselines.released import APE, PROKER, tip_grid
 from stages.fit.baselines.tip_cache import class_sums, rbf_kernel
 from stages.fit.persist import load_fitted, save_fitted
@@ -68,6 +69,16 @@ def test_proker_is_kernel_ridge_regression_of_the_zero_shot_residual():
     est = ProKeRClassifier(TEXT, beta=2.0, lmbda=0.5).fit(SHOTS, LABELS)
     np.testing.assert_allclose(est.decision_function(QUERIES), proker_by_hand(2.0, 0.5), rtol=1e-4, atol=1e-5)
     assert est.hyperparameters_ == {"beta": 2.0, "lmbda": 0.5} and est.search_ == {}
+
+
+@pytest.mark.parametrize("K", [[[1.0, 0.6], [0.6, 1.0]], [[1.0, 2.0], [2.0, 1.0]]], ids=["cholesky", "lu_fallback"])
+def test_kernel_ridge_solves_the_released_system_and_leaves_k_as_it_was(K):
+    K = torch.tensor(K, dtype=torch.float64)
+    R = torch.tensor([[1.0, -0.5], [0.25, 2.0]], dtype=torch.float64)
+    kept = K.clone()
+    got = kernel_ridge(K, R, 0.1)  # the second K + 0.1 I is indefinite: Cholesky fails, LU solves it
+    np.testing.assert_allclose(got.numpy(), np.linalg.solve(kept.numpy() / 0.1 + np.eye(2), R.numpy()), rtol=1e-10)
+    assert torch.equal(K, kept)
 
 
 def test_proker_without_val_uses_the_released_fixed_values():

@@ -51,14 +51,16 @@ from stages.fit.features import l2_normalize
 
 def kernel_ridge(K: torch.Tensor, R: torch.Tensor, lmbda: float) -> torch.Tensor:
     """(K / lmbda + I)^{-1} R, as lmbda (K + lmbda I)^{-1} R by Cholesky (LU if K + lmbda I is not numerically
-    positive definite). K's diagonal is shifted in place and restored, so no copy of K is made."""
+    positive definite). K's diagonal is shifted in place and restored, and the factor is applied by two
+    triangular solves (torch's cholesky_solve copies it), so K and its factor are the only N x N buffers."""
     diagonal = K.diagonal()
     saved = diagonal.clone()
     diagonal.add_(lmbda)
     try:
         factor, info = torch.linalg.cholesky_ex(K)
         if int(info) == 0:
-            return torch.cholesky_solve(lmbda * R, factor)
+            half = torch.linalg.solve_triangular(factor, lmbda * R, upper=False)
+            return torch.linalg.solve_triangular(factor.mT, half, upper=True)
         del factor
         return torch.linalg.solve(K, lmbda * R)
     finally:
