@@ -29,9 +29,9 @@ DEFAULT_METHODS = ",".join(DEFAULT)
               help="Template set to build the class prototypes from (must be in the cache).")
 @click.option("--train-views", type=click.Choice(TRAIN_VIEWS), default="plain", show_default=True,
               help="plain: the few-shot features only; aug: also their cached augmented views, the same way for "
-                   "every method (extra rows; Tip-Adapter/APE: mean of the views as cache keys); released: the "
-                   "views as each method's released code uses them (GDA, ProKeR: the views alone; LP++: one view "
-                   "per image; linear probe: none). Each value gets its own run label.")
+                   "every method (extra rows; Tip-Adapter/APE: mean of the views as cache keys; CLAP: the views); "
+                   "released: the views as each method's released code uses them (GDA, ProKeR: the views alone; "
+                   "LP++: one view per image; linear probe: none). Each value gets its own run label.")
 @click.option("--ablation", "ablations", multiple=True, type=click.Choice(sorted(ABLATIONS)),
               help="CMM ablation (repeatable): " + "; ".join(f"{k}: {v}" for k, v in ABLATIONS.items()) + ".")
 @click.option("--subsets", "subsets_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
