@@ -112,9 +112,15 @@ def test_proker_searches_the_released_grid_of_its_dataset(dataset, key):
     assert est.search_["config"] == key
 
 
-def test_proker_refuses_a_kernel_too_large_in_one_line():
+def test_bad_parameters_are_one_line_errors():
     with pytest.raises(FitError, match=r"6 support rows .* max_support=5"):
         ProKeRClassifier(TEXT, max_support=5).fit(SHOTS, LABELS)
+    with pytest.raises(FitError, match="lambda must be > 0"):
+        ProKeRClassifier(TEXT, lmbda_grid=[0.0, 1.0]).fit(SHOTS, LABELS, QUERIES, np.array([1, 1, 2, 0]))
+    with pytest.raises(FitError, match="feat_num must be at least 1"):
+        APEClassifier(TEXT, feat_num=0).fit(SHOTS, LABELS)
+    with pytest.raises(FitError, match="criterion_weights must be two numbers"):
+        APEClassifier(TEXT, criterion_weights=(1.0,)).fit(SHOTS, LABELS)
 
 
 @pytest.mark.parametrize("weights", [(0.5, 0.5), (0.9, 0.1), (0.1, 0.9)])

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
+from stages.shared.errors import FitError
 from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.released import APE, APE_RELEASED_DIM, APEConfig, released_key
 from stages.fit.baselines.tip_cache import build_cache, chunks, class_sums, equal_blocks, rbf_kernel
@@ -135,8 +136,11 @@ class APEClassifier(LogitsClassifierMixin, BaseEstimator):
         return {name: released[name] if grid is None else [float(g) for g in grid] for name, grid in given.items()}
 
     def _channels(self, dim: int) -> int:
+        """Channels to keep: ``feat_num`` (at most ``dim``), or the released RN50 count scaled to ``dim``."""
         if self.feat_num is not None:
-            return max(1, min(dim, int(self.feat_num)))
+            if int(self.feat_num) < 1:
+                raise FitError(f"{type(self).__name__}: feat_num must be at least 1 channel, got {self.feat_num}")
+            return min(dim, int(self.feat_num))
         return max(1, min(dim, round(self._config().feat_num * dim / APE_RELEASED_DIM)))
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
@@ -147,6 +151,9 @@ class APEClassifier(LogitsClassifierMixin, BaseEstimator):
         config = self._config()
         weights = tuple(float(w) for w in (config.weights if self.criterion_weights is None
                                            else self.criterion_weights))
+        if len(weights) != 2:
+            raise FitError(f"{type(self).__name__}: criterion_weights must be two numbers (similarity, variance), "
+                           f"got {self.criterion_weights!r}")
         keys, key_labels = build_cache(data.X, data.y, data.X_aug)
         dev = torch.device(self.device)
         with torch.no_grad():

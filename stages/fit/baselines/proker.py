@@ -134,6 +134,10 @@ class ProKeRClassifier(LogitsClassifierMixin, BaseEstimator):
                            f"max_support={self.max_support} rows allow; train on fewer rows "
                            "(--train-views plain, or fewer augmented views)")
         betas, lmbdas = self._grids()
+        fixed = [v for v in (self.lmbda,) if v is not None]
+        if any(not float(v) > 0 for v in [*lmbdas, *fixed]):
+            raise FitError(f"{name}: lambda must be > 0 (it divides the kernel), got lmbda={self.lmbda}, "
+                           f"lmbda_grid={lmbdas}")
         search = data.has_val and betas and lmbdas
         dev = torch.device(self.device)
         with cpu_threads_for(n * n * (n / 3 + dim + n_classes), self.device), torch.no_grad():
