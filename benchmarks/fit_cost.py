@@ -11,7 +11,8 @@ workers.
 ``imagenet``, the 1000-class benchmark: Tip-Adapter 200 x 20 (beta, alpha), APE 200 x 20 x 5 (beta, alpha, gamma),
 ProKeR 10 x 10 (beta, lambda)). ProKeR costs one Cholesky factorisation of an N x N kernel per grid point;
 ``--proker-grid point`` fits it at one (beta, lambda) (2, 0.1) to measure that unit where the full grid takes
-too long on a CPU. Peak memory per fit: the process's peak resident set (VmHWM, reset before each fit through
+too long on a CPU (1000 classes x 16 shots: about a minute per point on 2 shared cores, so the default run's
+100-point ProKeR fit there takes over an hour; on a GPU, seconds). Peak memory per fit: the process's peak resident set (VmHWM, reset before each fit through
 /proc/self/clear_refs) minus its resident set before the fit, i.e. what the fit itself added.
 
 Features come from ``make_clip_like`` (real CLIP caches cost the same: only shapes matter); the val split has
