@@ -49,7 +49,6 @@ from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.baselines.released import APE, APE_RELEASED_DIM, APEConfig, released_key
 from stages.fit.baselines.tip_cache import build_cache, chunks, class_sums, equal_blocks, rbf_kernel
 from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
-from stages.fit.features import l2_normalize
 
 
 def channel_criterion(T0: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor,
