@@ -20,7 +20,7 @@ Options:
   --weights-tag TAG       with a checkpoint file: the tag whose preprocessing it needs (e.g. openai)
   --shots LIST            shots per class                                              [1,2,4,8,16]
   --seeds LIST            sampling seeds                                               [1,2,3]
-  --methods LIST          methods to fit (also --method)        [cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp]
+  --methods LIST          methods to fit (also --method)        [cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp,proker,ape]
   --aug-views V           also cache V augmented views per train image and fit the methods that train on
                           them a second time with them (labels +aug), beside the plain runs  [0]
   --device DEVICE         torch device for extraction and fitting (auto, cpu, cuda)     [auto]
@@ -42,7 +42,7 @@ TEXT
 fail() { echo "run_all.sh: $1" >&2; exit 2; }
 
 DATASET=digits MODEL=ViT-B-32 PRETRAINED=openai WEIGHTS_TAG="" DATA_ROOT="" WORK=work_dir DEVICE=auto
-SHOTS=1,2,4,8,16 SEEDS=1,2,3 METHODS=cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp
+SHOTS=1,2,4,8,16 SEEDS=1,2,3 METHODS=cmm,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp,proker,ape
 AUG_VIEWS=0 RUN_TESTS=0
 while [[ $# -gt 0 ]]; do
   option=$1

@@ -1,9 +1,19 @@
-"""Fit cost of CMM and the baselines on the same cached-like features, each including its val search,
-on a quiet machine and beside one competing CPU-bound process, in one process or in ``--jobs`` workers.
+"""Fit cost (seconds and peak memory) of CMM and the baselines on the same cached-like features, each including
+its val search, on a quiet machine and beside one competing CPU-bound process, in one process or in ``--jobs``
+workers.
 
     .venv/bin/python benchmarks/fit_cost.py                                  # 10, 100, 1000 classes; quiet and loaded; jobs 1 and 2
     .venv/bin/python benchmarks/fit_cost.py --classes 10,100 --jobs 1,2 --conditions quiet,loaded
     .venv/bin/python benchmarks/fit_cost.py --classes 100 --methods cmm --conditions quiet --warm-up   # the old figure
+    .venv/bin/python benchmarks/fit_cost.py --classes 1000 --methods proker --proker-grid point      # one grid point
+
+``--dataset`` names the released per-dataset grids that Tip-Adapter(-F), APE and ProKeR search (default
+``imagenet``, the 1000-class benchmark: Tip-Adapter 200 x 20 (beta, alpha), APE 200 x 20 x 5 (beta, alpha, gamma),
+ProKeR 10 x 10 (beta, lambda)). ProKeR costs one Cholesky factorisation of an N x N kernel per grid point;
+``--proker-grid point`` fits it at one (beta, lambda) (2, 0.1) to measure that unit where the full grid takes
+too long on a CPU (1000 classes x 16 shots: about a minute per point on 2 shared cores, so the default run's
+100-point ProKeR fit there takes over an hour; on a GPU, seconds). Peak memory per fit: the process's peak resident set (VmHWM, reset before each fit through
+/proc/self/clear_refs) minus its resident set before the fit, i.e. what the fit itself added.
 
 Features come from ``make_clip_like`` (real CLIP caches cost the same: only shapes matter); the val split has
 min(16, 4) = 4 shots per class as in CoOp. Each (condition, jobs) cell runs in a FRESH process, as a user's
@@ -31,28 +41,62 @@ from stages.fit.methods import DEFAULT_METHODS  # numpy only: the methods pipeli
 RESULTS = Path(__file__).parent / "results" / "fit_cost.json"
 
 
-def sources(classes: list[int], shots: int, dim: int) -> dict:
+PROKER_POINT = {"beta_grid": (2.0,), "lmbda_grid": (0.1,)}
+
+
+def sources(args: argparse.Namespace) -> dict:
+    """The features of every class count, and the settings every unit needs (sent to ``--jobs`` workers)."""
     from stages.fit.synthetic import make_clip_like
 
-    return {n: make_clip_like(n_classes=n, dim=dim, train_per_class=shots, val_per_class=min(shots, 4),
-                              test_per_class=5, seed=0) for n in classes}
+    features = {n: make_clip_like(n_classes=n, dim=args.dim, train_per_class=args.shots,
+                                  val_per_class=min(args.shots, 4), test_per_class=5, seed=0) for n in args.classes}
+    return {"features": features, "dataset": args.dataset, "proker_grid": args.proker_grid}
+
+
+def _memory_mib() -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of this process, MiB."""
+    found = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            found[key] = int(value.split()[0]) / 1024
+    return found
+
+
+def _reset_peak() -> float | None:
+    """Reset this process's peak resident set to its current one; returns the current one (None: not Linux)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _memory_mib()["VmRSS"]
+    except (OSError, KeyError):
+        return None
 
 
 def time_fit(data: dict, unit: tuple[int, str]) -> dict:
-    """Seconds of one fit including its val search, and its test top-1 (a unit for stages.fit.parallel)."""
+    """Seconds and added peak memory of one fit including its val search, and its test top-1 (a unit for
+    stages.fit.parallel)."""
     from stages.fit.methods import make_estimator
 
     n_classes, method = unit
-    source = data[n_classes]
+    source = data["features"][n_classes]
     X, y = source.image["train"]
     Xv, yv = source.image["val"]
     Xt, yt = source.image["test"]
-    estimator = make_estimator(method, source.text["coop"], source.logit_scale, random_state=1)
+    estimator = make_estimator(method, source.text["coop"], source.logit_scale, random_state=1,
+                               dataset=data["dataset"])
+    if method == "proker" and data["proker_grid"] == "point":
+        estimator.set_params(**PROKER_POINT)
+    before = _reset_peak()
     started = time.perf_counter()
     estimator.fit(X, y, Xv, yv)
     seconds = time.perf_counter() - started
-    return {"classes": n_classes, "method": method, "seconds": round(seconds, 3),
-            "test_top1_synthetic": round(float(estimator.score(Xt, yt) * 100), 2)}
+    peak = None if before is None else round(_memory_mib()["VmHWM"] - before, 1)
+    row = {"classes": n_classes, "method": method, "seconds": round(seconds, 3), "peak_mib": peak,
+           "test_top1_synthetic": round(float(estimator.score(Xt, yt) * 100), 2)}
+    grid = getattr(estimator, "search_", {}).get("grid", {})
+    if grid:
+        row["grid_points"] = int(np.prod([len(values) for values in grid.values()]))
+    return row
 
 
 def cell(args: argparse.Namespace, jobs: int) -> dict:
@@ -61,10 +105,10 @@ def cell(args: argparse.Namespace, jobs: int) -> dict:
     from stages.fit.methods import make_estimator
 
     started = time.perf_counter()
-    data = sources(args.classes, args.shots, args.dim)
+    data = sources(args)
     units = [(n, m) for n in args.classes for m in args.methods]
     if args.warm_up:  # imports and allocator, as the figures before issue 14 were taken
-        s = data[args.classes[0]]
+        s = data["features"][args.classes[0]]
         make_estimator("cmm", s.text["coop"], 100.0, random_state=1).fit(s.image["train"][0][:8],
                                                                            s.image["train"][1][:8])
     fits_started = time.perf_counter()
@@ -86,6 +130,10 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(DEFAULT_METHODS))
     parser.add_argument("--shots", type=int, default=16)
     parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--dataset", default="imagenet",
+                        help="the released per-dataset grids to search (Tip-Adapter(-F), APE, ProKeR)")
+    parser.add_argument("--proker-grid", choices=("full", "point"), default="full",
+                        help="ProKeR over its dataset's whole grid, or at one (beta, lambda)")
     parser.add_argument("--jobs", default="1,2", help="comma-separated: 1 = in process, N = N worker processes")
     parser.add_argument("--conditions", default="quiet,loaded", help="quiet and/or loaded (one competing process)")
     parser.add_argument("--warm-up", action="store_true", help="one small CMM fit before timing (hides imports)")
@@ -101,7 +149,9 @@ def main() -> None:
         print(f"{result['condition']:6s} jobs {result['jobs']}: {result['wall_fits']:7.2f} s for "
               f"{len(result['rows'])} fits ({result['wall_with_setup']:.2f} s with data set-up)", flush=True)
         for row in result["rows"]:
-            print(f"    {row['classes']:5d} classes  {row['method']:14s} {row['seconds']:8.2f} s", flush=True)
+            peak = "" if row["peak_mib"] is None else f"  peak +{row['peak_mib']:8.1f} MiB"
+            points = f"  ({row['grid_points']} grid points)" if "grid_points" in row else ""
+            print(f"    {row['classes']:5d} classes  {row['method']:14s} {row['seconds']:8.2f} s{peak}{points}", flush=True)
 
     cells = run_cells(__file__, args.conditions, args.jobs, _passed(args), on_cell=show)
     ratios = _ratios(cells)
@@ -117,7 +167,8 @@ def main() -> None:
 
 def _passed(args: argparse.Namespace) -> list[str]:
     out = ["--classes", ",".join(map(str, args.classes)), "--methods", ",".join(args.methods),
-           "--shots", str(args.shots), "--dim", str(args.dim)]
+           "--shots", str(args.shots), "--dim", str(args.dim), "--dataset", args.dataset,
+           "--proker-grid", args.proker_grid]
     return out + (["--warm-up"] if args.warm_up else [])
 
 

@@ -10,6 +10,7 @@ from pipeline.options import ablation_list, cache_options, name_list, open_cache
 from pipeline.output import progress_echo
 from pipeline.settings import RUNS_DIR_ENV, default_runs_dir
 from stages.fit.methods import ABLATIONS, DEFAULT_METHODS as DEFAULT, METHODS, uses_views
+from stages.shared.record import TRAIN_VIEWS
 
 DEFAULT_METHODS = ",".join(DEFAULT)
 
@@ -27,9 +28,12 @@ DEFAULT_METHODS = ",".join(DEFAULT)
               help=f"Methods (comma-separated): {', '.join(METHODS)}.")
 @click.option("--templates", "template_set", default="coop", show_default=True,
               help="Template set to build the class prototypes from (must be in the cache).")
-@click.option("--train-views", type=click.Choice(["plain", "aug"]), default="plain", show_default=True,
-              help="Train on the few-shot features only, or also on their cached augmented views (aug leaves out "
-                   "the methods that train on no image: zero_shot).")
+@click.option("--train-views", type=click.Choice(TRAIN_VIEWS), default="plain", show_default=True,
+              help="plain: the few-shot features only; aug: also their cached augmented views, the same way for "
+                   "every method (extra rows; Tip-Adapter/APE: mean of the views as cache keys; CLAP: the views); "
+                   "released: the views as each method's released code uses them (GDA, ProKeR: the views alone; "
+                   "LP++: one view per image; linear probe: none). Each value gets its own run label; aug and "
+                   "released leave out the methods that train on no image (zero_shot).")
 @click.option("--ablation", "ablations", multiple=True, callback=ablation_list,
               help="CMM ablations, each its own run (cmm+NAME): repeat the option or separate by commas; join with "
                    "+ to combine them in one run (frozen_prototypes+no_triplet). " +
@@ -57,6 +61,7 @@ def fit(dataset, model, pretrained, cache_dir, cache_file, runs_dir, shots, seed
       pipeline fit --dataset dtd,eurosat --model ViT-B-16 --pretrained openai --shots 1,2,4,8,16 --seeds 1,2,3
       pipeline fit --dataset dtd --method cmm --ablation no_triplet,frozen_prototypes   # two runs
       pipeline fit --dataset dtd --method cmm --ablation frozen_prototypes+no_triplet   # one run, both
+      pipeline fit --dataset dtd --method gda,lp_pp,proker --train-views released   # needs --aug-views at extract
     """
     from pipeline.failures import check_device, check_writable_dir
     from stages.fit.parallel import usable_cores

@@ -17,6 +17,12 @@ from stages.shared.errors import FitError
 from stages.fit.features import class_prototypes, softmax
 
 
+#: how an estimator turns the cached augmented views into training rows (``FitData.training_rows``)
+ROW_POLICIES = ("shots_and_views", "views", "one_view", "shots")
+#: an estimator's ``views`` parameter: the project's use of the views (``aug``) or its released code's
+VIEW_USES = ("aug", "released")
+
+
 @dataclass
 class FitData:
     """Checked fit inputs: T0 (C, D), raw X (n, D) float32, y (n,) int64, optional val and views."""
@@ -33,12 +39,33 @@ class FitData:
         """True when validation data were given (the only data hyper-parameters may be chosen on)."""
         return self.X_val is not None
 
-    def training_rows(self) -> tuple[np.ndarray, np.ndarray]:
-        """(raw features, labels) to train on: the shots, then each augmented view of them as extra rows."""
-        if self.X_aug is None:
+    def training_rows(self, rows: str = "shots_and_views", seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(raw features, labels) to train on; without views, the shots. With views (``X_aug``), by ``rows``:
+
+        ``shots_and_views``: the shots, then each view as extra rows (the project's ``--train-views aug``);
+        ``views``: each view as a sample, the plain shots left out (GDA's and ProKeR's released code);
+        ``one_view``: one view per image, drawn with ``seed`` (LP++'s released code: one augmented pass);
+        ``shots``: the shots only, the views ignored (the CLIP paper's linear probe).
+        """
+        if rows not in ROW_POLICIES:
+            raise FitError(f"training rows must be one of {', '.join(ROW_POLICIES)}, got {rows!r}")
+        if self.X_aug is None or rows == "shots":
             return self.X, self.y
+        if rows == "views":
+            return self.X_aug.reshape(-1, self.X.shape[1]), np.tile(self.y, len(self.X_aug))
+        if rows == "one_view":
+            pick = np.random.default_rng(seed).integers(len(self.X_aug), size=len(self.X))
+            return self.X_aug[pick, np.arange(len(self.X))], self.y
         return (np.concatenate([self.X, self.X_aug.reshape(-1, self.X.shape[1])]),
                 np.concatenate([self.y] * (1 + len(self.X_aug))))
+
+
+def view_rows(name: str, views: str, released: str) -> str:
+    """The ``FitData.training_rows`` policy of an estimator's ``views`` parameter: ``aug`` -> the shots and
+    every view; ``released`` -> ``released``, what the method's released code trains on."""
+    if views not in VIEW_USES:
+        raise FitError(f"{name}: views must be one of {', '.join(VIEW_USES)}, got {views!r}")
+    return "shots_and_views" if views == "aug" else released
 
 
 def _check_labels(name: str, what: str, y: np.ndarray, n_rows: int, n_classes: int) -> None:

@@ -6,13 +6,17 @@ features, choosing its own hyper-parameters on the few-shot val split only, then
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 
 from stages.shared.errors import FitError
 
-METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp", "clap")
+METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp",
+                            "proker", "ape", "clap")
 #: what ``pipeline fit`` runs unless told otherwise; the further baselines (clap) are opt-in.
-DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp")
+DEFAULT_METHODS: tuple[str, ...] = ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp",
+                                    "proker", "ape")
 
 #: methods that train on no image, so that augmented views (``--train-views aug``) cannot change them
 IGNORES_VIEWS: frozenset[str] = frozenset({"zero_shot"})
@@ -88,8 +92,15 @@ def cmm_ablation_params(ablation: dict[str, bool] | None) -> dict:
 
 
 def make_estimator(method: str, prototypes: np.ndarray, logit_scale: float, *, random_state: int,
-                   ablation: dict[str, bool] | None = None, device: str = "cpu"):
-    """A fresh, unfitted estimator of ``method`` with the search grid ``pipeline fit`` uses."""
+                   ablation: dict[str, bool] | None = None, device: str = "cpu", dataset: str | None = None,
+                   train_views: str = "plain"):
+    """A fresh, unfitted estimator of ``method`` with the search grid ``pipeline fit`` uses.
+
+    ``dataset`` (the cache's dataset key) picks the released per-dataset grids of the methods that have them
+    (Tip-Adapter(-F), APE, ProKeR); ``train_views="released"`` makes the methods whose released code uses the
+    augmented views differently from the project's ``aug`` (GDA, LP++, ProKeR, the linear probe) use them
+    as released (their ``views`` parameter).
+    """
     from stages.fit import baselines
     from stages.fit.cmm import CMMClassifier
 
@@ -100,7 +111,14 @@ def make_estimator(method: str, prototypes: np.ndarray, logit_scale: float, *, r
         raise FitError(f"ablations apply to cmm only, not to {method}")
     classes = {"zero_shot": "ZeroShotClassifier", "linear_probe": "LinearProbeClassifier",
                "tip_adapter": "TipAdapterClassifier", "tip_adapter_f": "TipAdapterFClassifier",
-               "gda": "GDAClassifier", "lp_pp": "LPPlusPlusClassifier", "clap": "CLAPClassifier"}
+               "gda": "GDAClassifier", "lp_pp": "LPPlusPlusClassifier", "proker": "ProKeRClassifier",
+               "ape": "APEClassifier", "clap": "CLAPClassifier"}
     if method not in classes:
         raise FitError(f"unknown method '{method}'; choose from {', '.join(METHODS)}")
-    return getattr(baselines, classes[method])(prototypes, **common)
+    cls = getattr(baselines, classes[method])
+    accepted = inspect.signature(cls).parameters
+    if "dataset" in accepted:
+        common["dataset"] = dataset
+    if "views" in accepted:
+        common["views"] = "released" if train_views == "released" else "aug"
+    return cls(prototypes, **common)

@@ -71,10 +71,10 @@ def few_shot(source: FeatureSource, shots: int, seed: int, train_views: str, sub
         chosen[split] = wanted[~unreadable]
     train, val = chosen["train"], chosen["val"]
     X_aug = None
-    if train_views == "aug":
+    if train_views != "plain":
         X_aug = source.aug_features(train)
         if X_aug is None:
-            raise FitError(f"{source.dataset}: --train-views aug needs augmented views in the cache; "
+            raise FitError(f"{source.dataset}: --train-views {train_views} needs augmented views in the cache; "
                            "extract them with pipeline extract --aug-views 10")
     return FewShot(train=train, val=val, X=source.features("train", train), y=train_labels[train],
                    X_val=source.features("val", val), y_val=val_labels[val], X_aug=X_aug, source=origin,
@@ -312,7 +312,8 @@ def fit_unit(sweep: Sweep, unit: Sequence[PlannedFit],
     for fit in unit:
         method, path = fit.method, fit.path
         estimator = make_estimator(method, sweep.text, source.logit_scale, random_state=seed,
-                                   ablation=dict.fromkeys(fit.ablation, True), device=sweep.device)
+                                   ablation=dict.fromkeys(fit.ablation, True), device=sweep.device,
+                                   dataset=source.dataset, train_views=sweep.train_views)
         started = time.perf_counter()
         with numpy_threads():  # numpy's share of the fit; each method sets torch's threads for its own passes
             estimator.fit(data.X, data.y, data.X_val, data.y_val, data.X_aug)

@@ -15,7 +15,7 @@ from stages.report.style import display_name, metric_value, model_title
 DATASET_ORDER = ("imagenet", "caltech101", "oxford_pets", "stanford_cars", "oxford_flowers", "food101",
                  "fgvc_aircraft", "sun397", "dtd", "eurosat", "ucf101")
 SHIFT_ORDER = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
-METHOD_ORDER = ("zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp", "clap", "proker", "ape",
+METHOD_ORDER = ("zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "ape", "gda", "lp_pp", "clap", "proker",
                 "cmm")
 RANDOM_LABEL = "RANDOM WEIGHTS — not a CLIP result"
 

@@ -26,7 +26,8 @@ METHOD_NAMES = {
 }
 VARIANT_NAMES = {
     "no_triplet": "no triplet", "frozen_prototypes": "frozen prototypes", "no_fusion": "no fusion",
-    "plain_map": "plain map", "bias": "with bias", "val_search": "val search", "aug": "augmented views",
+    "no_prior": "no prior", "plain_map": "plain map", "bias": "with bias", "val_search": "val search",
+    "aug": "augmented views", "released": "released view protocol",
 }
 
 # one colour (tab10) and marker per method; red is CMM's, and its variants' shades of it
@@ -41,8 +42,8 @@ _OTHER_COLOURS = ("#393b79", "#637939", "#8c6d31", "#7b4173", "#6b6ecf")
 _PUBLISHED_COLOURS = {"CoOp": "#393b79", "CLIP-Adapter": "#637939", "CALIP": "#8c6d31", "Tip-X": "#7b4173",
                       "APE-T": "#6b6ecf"}
 # variant slots: the known variants first (fixed for every report), then any other, by label
-VARIANT_SLOTS = ("no_triplet", "frozen_prototypes", "no_fusion", "plain_map", "bias", "val_search", "aug",
-                 "tpl_imagenet7", "tpl_imagenet80", "frozen_prototypes+no_triplet")
+VARIANT_SLOTS = ("no_triplet", "frozen_prototypes", "no_fusion", "no_prior", "bias", "val_search", "aug",
+                 "released", "tpl_imagenet7", "tpl_imagenet80", "frozen_prototypes+no_triplet", "plain_map")
 # mixed towards black (< 0) or white (> 0), never the method's own colour: 3 shades x 5 lines x 12 markers = 60 slots
 _SHADES = (-0.5, 0.35, -0.25)
 _LINESTYLES: tuple[Any, ...] = ("--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)))

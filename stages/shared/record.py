@@ -21,7 +21,7 @@ from stages.shared.safe_io import JSONFileError, atomic_write, read_json
 SCHEMA = "cmm-run/1"
 RECORD_GLOB = "shots*_seed*.json"
 PARAMS_SUFFIX = ".npz"
-TRAIN_VIEWS = ("plain", "aug")
+TRAIN_VIEWS = ("plain", "aug", "released")
 
 
 def run_folder(runs_dir: str | Path, dataset: str, model: str, weights: str) -> Path:

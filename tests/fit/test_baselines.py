@@ -1,4 +1,5 @@
-"""Baselines of stage two (zero-shot, linear probe, Tip-Adapter(-F), GDA, LP++) on synthetic CLIP-like features."""
+"""Baselines of stage two (zero-shot, linear probe, Tip-Adapter(-F), GDA, LP++, ProKeR, APE) on synthetic CLIP-like
+features: the shared estimator contract, and Tip-Adapter's formulas and released per-dataset configs."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from sklearn.base import clone
 
 from stages.shared.errors import UserError
-from stages.fit.baselines import (GDAClassifier, LinearProbeClassifier, LPPlusPlusClassifier, TipAdapterClassifier,
-                                  TipAdapterFClassifier, ZeroShotClassifier)
+from stages.fit.baselines import (APEClassifier, GDAClassifier, LinearProbeClassifier, LPPlusPlusClassifier,
+                                  ProKeRClassifier, TipAdapterClassifier, TipAdapterFClassifier, ZeroShotClassifier)
+from stages.fit.baselines.released import APE, PROKER_FIXED, TIP, tip_grid
 from stages.fit.baselines.tip_cache import class_sums, equal_blocks
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.shared.sampling import coop_sample
@@ -23,9 +25,19 @@ FAST = {  # small settings so the suite stays fast; the defaults' behaviour is t
     TipAdapterClassifier: {},
     TipAdapterFClassifier: {"epochs": 5},
     LPPlusPlusClassifier: {"epochs": 60},
+    APEClassifier: {"beta_grid": tip_grid(7.0, 20)},
 }
 ESTIMATORS = [ZeroShotClassifier, LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier,
-              LPPlusPlusClassifier]
+              LPPlusPlusClassifier, ProKeRClassifier, APEClassifier]
+#: what each estimator uses without validation data when its parameters are left at their defaults (the
+#: released configs of the default dataset, Caltech101, where a method has them)
+NO_VAL_DEFAULTS = {
+    TipAdapterClassifier: {"alpha": TIP["caltech101"].init_alpha, "beta": TIP["caltech101"].init_beta},
+    TipAdapterFClassifier: {"alpha": TIP["caltech101"].init_alpha, "beta": TIP["caltech101"].init_beta},
+    APEClassifier: {"alpha": APE["caltech101"].init_alpha, "beta": APE["caltech101"].init_beta,
+                    "gamma": APE["caltech101"].init_gamma},
+    ProKeRClassifier: PROKER_FIXED,
+}
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +89,15 @@ def test_fitted_attributes_are_arrays_or_json(cls, data):
 
 
 @pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier,
-                                 LPPlusPlusClassifier])
+                                 LPPlusPlusClassifier, ProKeRClassifier, APEClassifier])
 def test_few_shot_baselines_beat_zero_shot(cls, data):
     zero_shot = ZeroShotClassifier(data["T"]).fit(data["X"], data["y"]).score(data["X_test"], data["y_test"])
     score = fit_val(make(cls, data), data).score(data["X_test"], data["y_test"])
     assert score > zero_shot + 0.1, (score, zero_shot)
 
 
-@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier])
+@pytest.mark.parametrize("cls", [LinearProbeClassifier, TipAdapterClassifier, TipAdapterFClassifier, GDAClassifier,
+                                 ProKeRClassifier, APEClassifier])
 def test_search_on_val_and_defaults_without(cls, data):
     est = fit_val(make(cls, data), data)
     assert est.search_["selected_on"] == "val"
@@ -94,8 +107,8 @@ def test_search_on_val_and_defaults_without(cls, data):
 
     plain = make(cls, data).fit(data["X"], data["y"])
     assert plain.search_ == {} and plain.val_top1_ is None
-    defaults = {k: plain.get_params()[k] for k in plain.hyperparameters_}
-    assert plain.hyperparameters_ == defaults
+    defaults = NO_VAL_DEFAULTS.get(cls) or {k: plain.get_params()[k] for k in plain.hyperparameters_}
+    assert plain.hyperparameters_ == pytest.approx(defaults)
 
 
 def test_zero_shot_logits_and_val_record(data):
@@ -208,3 +221,54 @@ def test_bad_input_is_a_one_line_user_error(cls, data):
         make(cls, data).fit(data["X"], data["y"], X_aug=data["X_aug"][:, :5])
     with pytest.raises(UserError, match=r"class indices in \[0, 10\)"):
         make(cls, data).fit(data["X"], data["y"] + 5)
+
+
+@pytest.mark.parametrize(("dataset", "key"), [("oxford_flowers", "oxford_flowers"), ("fgvc_aircraft", "fgvc"),
+                                              ("imagenet_sketch", "imagenet"), ("folder", "caltech101"),
+                                              (None, "caltech101")])
+def test_tip_adapter_searches_the_released_grid_of_its_dataset(dataset, key, data):
+    config = TIP[key]
+    est = TipAdapterClassifier(data["T"], dataset=dataset).fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    grid = est.search_["grid"]
+    assert est.search_["config"] == key
+    assert grid["beta"] == tip_grid(config.scale[0], 200) and grid["alpha"] == tip_grid(config.scale[1], 20)
+    assert len(grid["beta"]) == 200 and grid["beta"][0] == 0.1 and grid["beta"][-1] < config.scale[0]
+    plain = TipAdapterClassifier(data["T"], dataset=dataset).fit(data["X"], data["y"])
+    assert plain.hyperparameters_ == {"alpha": config.init_alpha, "beta": config.init_beta}
+
+
+def test_flowers_range_is_the_released_one(data):
+    """Oxford Flowers' released search spans beta and alpha in [0.1, 50): 200 and 20 steps."""
+    grid = TipAdapterClassifier(data["T"], dataset="oxford_flowers").fit(
+        data["X"], data["y"], data["X_val"], data["y_val"]).search_["grid"]
+    assert grid["beta"][:2] == pytest.approx([0.1, 0.3495]) and grid["alpha"][:2] == pytest.approx([0.1, 2.595])
+
+
+def test_tip_adapter_f_trains_at_the_released_initial_weights_and_epochs(data):
+    X, y = data["X"], data["y"]
+    caltech = TipAdapterFClassifier(data["T"], dataset="caltech101").fit(X, y)  # init alpha 3, beta 1, 20 epochs
+    imagenet = TipAdapterFClassifier(data["T"], dataset="imagenet").fit(X, y)  # init alpha 1.17
+    imagenet_at_3 = TipAdapterFClassifier(data["T"], dataset="imagenet", alpha=3.0).fit(X, y)
+    assert caltech.best_epoch_ == imagenet.best_epoch_ == 20 and caltech.hyperparameters_ == {"alpha": 3.0, "beta": 1.0}
+    assert not np.allclose(caltech.cache_keys_, imagenet.cache_keys_)
+    np.testing.assert_array_equal(caltech.cache_keys_, imagenet_at_3.cache_keys_)
+    eurosat = TipAdapterFClassifier(data["T"], dataset="eurosat").fit(X, y)
+    assert eurosat.best_epoch_ == 100 and eurosat.hyperparameters_ == {"alpha": 2.0, "beta": 1.0}
+
+
+def test_tip_search_equals_the_released_loops(data):
+    """The one-pass alpha scoring picks what the release's ``for beta: for alpha: if acc > best`` picks."""
+    betas, alphas = tip_grid(12.0, 40), tip_grid(5.0, 20)
+    est = TipAdapterClassifier(data["T"], alpha_grid=alphas, beta_grid=betas).fit(
+        data["X"], data["y"], data["X_val"], data["y_val"])
+    v = l2_normalize(data["X_val"]).astype(np.float64)
+    values = np.eye(N_CLASSES)[est.cache_labels_]
+    zs = est.logit_scale * v @ est.zs_prototypes_.T
+    best = (-1.0, None)
+    for beta in betas:
+        cache = np.exp(-beta * (1 - v @ est.cache_keys_.T)) @ values
+        for alpha in alphas:
+            acc = 100 * np.mean((zs + alpha * cache).argmax(1) == data["y_val"])
+            if acc > best[0]:
+                best = (acc, {"alpha": alpha, "beta": beta})
+    assert est.hyperparameters_ == best[1] and est.val_top1_ == pytest.approx(best[0])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,8 +48,17 @@ def zero_shot_score(data: dict) -> float:
 
 def test_registered_but_not_default():
     assert METHODS[-1] == "clap"
-    assert DEFAULT_METHODS == ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp")
+    assert DEFAULT_METHODS == ("cmm", "zero_shot", "linear_probe", "tip_adapter", "tip_adapter_f", "gda", "lp_pp",
+                               "proker", "ape")
     assert "clap" not in DEFAULT_METHODS
+
+
+def test_run_all_and_the_readme_run_the_default_methods():
+    root = Path(__file__).resolve().parents[2]
+    run_all = re.search(r"^SHOTS=\S+ SEEDS=\S+ METHODS=([\w,]+)$", (root / "run_all.sh").read_text(), re.M)
+    readme = re.search(r"--method (cmm,[\w,]+)", (root / "README.md").read_text())
+    assert tuple(run_all.group(1).split(",")) == DEFAULT_METHODS
+    assert tuple(readme.group(1).split(",")) == DEFAULT_METHODS
     est = make_estimator("clap", np.ones((3, 4), np.float32), 100.0, random_state=2)
     assert isinstance(est, CLAPClassifier) and est.random_state == 2
 

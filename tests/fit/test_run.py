@@ -105,7 +105,7 @@ class SplitSpy(ArraySource):
 
     def features(self, split, positions=None):
         if split == "test":
-            assert not any(frame.function in ("fit", "_fit_one", "_fit_grid", "_fit_guarded", "_train")
+            assert not any(frame.function in ("fit", "_fit_one", "_fit_grid", "_fit_guarded", "_train", "_search")
                            for frame in inspect.stack()), \
                 "test features were read during fit"
             type(self).test_reads += 1
@@ -114,8 +114,8 @@ class SplitSpy(ArraySource):
 
 def test_no_fit_code_path_reads_test_features(source, tmp_path):
     spy = SplitSpy(**{f: getattr(source, f) for f in source.__dataclass_fields__})
-    fit_runs(spy, runs_dir=tmp_path, progress=lambda _: None, methods=["cmm", "zero_shot", "gda", "lp_pp"],
-             shots=[1, 4], seeds=[1, 2])
+    fit_runs(spy, runs_dir=tmp_path, progress=lambda _: None,
+             methods=["cmm", "zero_shot", "gda", "lp_pp", "proker", "ape", "tip_adapter"], shots=[1, 4], seeds=[1, 2])
     assert SplitSpy.test_reads >= 1
 
 
@@ -123,7 +123,8 @@ def test_test_features_cannot_change_the_new_baselines_choices(source, tmp_path)
     X_test, y_test = source.image["test"]
     noise = np.random.default_rng(1).standard_normal(X_test.shape).astype(np.float32)
     poisoned = replace(source, image={**source.image, "test": (noise, y_test)})
-    run = dict(methods=["gda", "lp_pp", "cmm"], shots=[4], seeds=[2], progress=lambda _: None)
+    run = dict(methods=["gda", "lp_pp", "cmm", "proker", "ape", "tip_adapter"], shots=[4], seeds=[2],
+               progress=lambda _: None)
     for clean, dirty in zip(fit_runs(source, runs_dir=tmp_path / "a", **run),
                             fit_runs(poisoned, runs_dir=tmp_path / "b", **run)):
         ra, rb = json.loads(clean.read_text()), json.loads(dirty.read_text())

@@ -97,6 +97,21 @@ def test_augmented_views_and_ablation_from_the_same_cache(workspace):
     assert json.loads(path.read_text())["method_label"] == "cmm+no_triplet+aug"
 
 
+def test_released_view_protocol_beside_the_clean_one_from_the_same_cache(workspace):
+    runs = workspace["root"] / "runs_released"
+    for views in ("plain", "released"):
+        fit = run("fit", *workspace["cache_args"], "--runs-dir", runs, "--shots", "2", "--seeds", "1",
+                  "--method", "gda,lp_pp,proker,ape", "--train-views", views)
+        assert fit.exit_code == 0, fit.output
+    labels = sorted(p.parent.name for p in runs.rglob("shots2_seed1.json"))
+    assert labels == ["ape", "ape+released", "gda", "gda+released", "lp_pp", "lp_pp+released", "proker",
+                      "proker+released"]
+    proker = json.loads(next(runs.rglob("proker+released/shots2_seed1.json")).read_text())
+    assert proker["train_views"] == "released" and proker["search"]["config"] == "caltech101"  # a folder dataset
+    rep = run("report", "--runs-dir", runs, "--out", workspace["root"] / "report_released")
+    assert rep.exit_code == 0, rep.output
+
+
 def test_predict_refuses_a_changed_cache(workspace, tmp_path):
     runs = workspace["root"] / "runs"
     record_path = next(runs.rglob("shots1_seed1.json"))

@@ -132,7 +132,7 @@ def _minimal(**changes) -> dict:
     ({"metrics": {}}, '"metrics.test_top1"'),
     ({"random_weights": "yes"}, '"random_weights" must be true or false'),
     ({"ablation": {"no_triplet": 1}}, '"ablation.no_triplet"'),
-    ({"train_views": "both"}, '"train_views" must be plain or aug'),
+    ({"train_views": "both"}, '"train_views" must be plain or aug or released'),
     ({"subset": {"train": [0, -3]}}, '"subset.train"'),
     ({"gap": {"before": {"cos_own": "high"}}}, '"gap.before.cos_own"'),
     ({"timing": {"fit_seconds": -1}}, '"timing.fit_seconds"'),

@@ -78,7 +78,7 @@ def zero_shot_multipliers(v: torch.Tensor, y: torch.Tensor, T0: torch.Tensor, lo
     n_classes = T0.shape[0]
     prob = torch.softmax(logit_scale * v @ T0.T, dim=1).gather(1, y[:, None])[:, 0]
     total = torch.zeros(n_classes, dtype=prob.dtype, device=prob.device).index_add_(0, y, prob)
-    count = torch.bincount(y, minlength=n_classes).to(prob.dtype)
+    count = torch.zeros_like(total).index_add_(0, y, torch.ones_like(prob))
     return total / count.clamp(min=1.0)
 
 

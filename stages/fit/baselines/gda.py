@@ -4,8 +4,14 @@ Gaussian discriminant analysis on the normalised few-shot features: class means 
 covariance, shrunk as in the released code: Sigma_inv = D pinv((N - 1) S + tr(S) I), S the covariance of
 the features centred on their class means. The linear classifier w_c = Sigma_inv mu_c,
 b_c = log(1/C) - mu_c Sigma_inv mu_c / 2 is fused with zero-shot CLIP:
-logits = s v . T0^T + alpha (v . W^T + b), alpha chosen on val from 10^-4 ... 10^4 (the paper's grid; first
-maximum kept, so ties go to the smaller weight). With one shot per class S = 0, so W = 0: GDA is zero-shot.
+logits = s v . T0^T + alpha (v . W^T + b), alpha chosen on val from 10^-4, 10^-3, ..., 10^2 (the seven values
+of the released code's few-shot search, github.com/mrflogs/ICLR24 ``main_few_shots.py``; first maximum kept, so
+ties go to the smaller weight). With one shot per class S = 0, so W = 0: GDA is zero-shot.
+
+Deviations from the released code: the search runs on the few-shot val split (min(K, 4) per class; the
+release searches the whole val split); with ``views="released"`` the training samples are the augmented views
+alone, as the release's 10 augmented epochs, while ``views="aug"`` (the project's protocol) adds the views to
+the plain shots.
 """
 
 from __future__ import annotations
@@ -16,10 +22,10 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, top1
+from stages.fit.estimator import LogitsClassifierMixin, check_fit_inputs, top1, view_rows
 from stages.fit.features import l2_normalize
 
-DEFAULT_ALPHA_GRID: tuple[float, ...] = tuple(10.0 ** i for i in range(-4, 5))
+DEFAULT_ALPHA_GRID: tuple[float, ...] = tuple(10.0 ** i for i in range(-4, 3))
 
 
 def gda_parameters(v: np.ndarray, y: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,27 +56,28 @@ class GDAClassifier(LogitsClassifierMixin, BaseEstimator):
     logit_scale : s of the zero-shot term (100 for CLIP, the released code's fixed 100).
     alpha : weight of the GDA logits used without validation data.
     alpha_grid : searched on the validation data (first maximum kept).
-    random_state, device : accepted for a uniform interface; GDA is closed-form and deterministic.
-
-    ``X_aug`` (V, n, D): augmented views are extra samples of their class (as the released code's
-    augmented train cache).
+    views : with ``X_aug`` (V, n, D): ``aug`` adds the views to the shots as extra samples of their class;
+        ``released`` trains on the views alone (the released code's augmented train cache).
+    random_state, device : accepted for a uniform interface; GDA is closed-form and deterministic (numpy).
     """
 
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *,
                  alpha: float = 1.0, alpha_grid: Sequence[float] | None = DEFAULT_ALPHA_GRID,
-                 random_state: int = 0, device: str = "cpu") -> None:
+                 views: str = "aug", random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
         self.alpha = alpha
         self.alpha_grid = alpha_grid
+        self.views = views
         self.random_state = random_state
         self.device = device
 
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None, X_aug: np.ndarray | None = None) -> GDAClassifier:
         """Class means and shrunk covariance of the shots; the fusion weight on val."""
+        rows_policy = view_rows(type(self).__name__, self.views, released="views")
         data = check_fit_inputs(type(self).__name__, self.prototypes, X, y, X_val, y_val, X_aug)
-        rows, labels = data.training_rows()
+        rows, labels = data.training_rows(rows_policy)
         v = l2_normalize(rows)
         n_classes = len(data.T0)
         self.zs_prototypes_ = data.T0

@@ -21,17 +21,11 @@ from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
 from stages.shared.errors import FitError
-from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1
+from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_inputs, cpu_threads_for, top1, view_rows
 from stages.fit.features import l2_normalize
 
 #: 11 values, half a decade apart; the CLIP paper searches a coarse log grid then refines it.
 DEFAULT_C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-1, 4, 11))
-
-
-def _train_rows(X: np.ndarray, X_aug: np.ndarray | None) -> np.ndarray:
-    """Normalised train rows: the plain features, plus every augmented view as extra rows."""
-    rows = X if X_aug is None else np.concatenate([X[None], X_aug]).reshape(-1, X.shape[1])
-    return l2_normalize(rows)
 
 
 class LinearProbeClassifier(LogitsClassifierMixin, BaseEstimator):
@@ -50,23 +44,26 @@ class LinearProbeClassifier(LogitsClassifierMixin, BaseEstimator):
         within a few percent of the optimum's objective and its test top-1 within a point of the
         converged probe's on the synthetic data, at a fraction of the cost; raise it for a converged probe.
     tol : stop a C early when max |gradient| of the objective (see ``_solve``) is below it.
+    views : with ``X_aug`` (V, n, D): ``aug`` adds every view as extra training rows; ``released`` ignores
+        the views (the CLIP paper's probe trains on the plain features).
     random_state : unused (the problem is convex and solved deterministically from zero); kept for the
         uniform interface.
     device : torch device for the solver.
 
     With (X_val, y_val), every C of the grid is fitted and the one with the highest val top-1 is kept
-    (ties: lowest val cross-entropy, then the smaller C). ``X_aug`` views are extra training rows.
+    (ties: lowest val cross-entropy, then the smaller C).
     """
 
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *,
                  C: float = 100.0, C_grid: Sequence[float] | None = DEFAULT_C_GRID, max_iter: int = 10,
-                 tol: float = 1e-6, random_state: int = 0, device: str = "cpu") -> None:
+                 tol: float = 1e-6, views: str = "aug", random_state: int = 0, device: str = "cpu") -> None:
         self.prototypes = prototypes
         self.logit_scale = logit_scale
         self.C = C
         self.C_grid = C_grid
         self.max_iter = max_iter
         self.tol = tol
+        self.views = views
         self.random_state = random_state
         self.device = device
 
@@ -82,13 +79,15 @@ class LinearProbeClassifier(LogitsClassifierMixin, BaseEstimator):
     def fit(self, X: np.ndarray, y: np.ndarray, X_val: np.ndarray | None = None,
             y_val: np.ndarray | None = None, X_aug: np.ndarray | None = None) -> LinearProbeClassifier:
         """Fit the probe along the C path; keep the C with the best val top-1 (``C`` without val)."""
+        rows_policy = view_rows(type(self).__name__, self.views, released="shots")
         data = check_fit_inputs(type(self).__name__, self.prototypes, X, y, X_val, y_val, X_aug)
         n_classes, dim = data.T0.shape
         cs = self._grid(data.has_val)
         dev = torch.device(self.device)
-        rows = _train_rows(data.X, data.X_aug)
+        rows, labels = data.training_rows(rows_policy)
+        rows = l2_normalize(rows)
         with cpu_threads_for(rows.size * n_classes, self.device):
-            best, n_iter = self._path(rows, data, cs, dev)
+            best, n_iter = self._path(rows, labels, data, cs, dev)
         key, c_best, W_best, b_best = best
         self.n_iter_ = n_iter
         self.coef_ = W_best.T.cpu().numpy()
@@ -100,13 +99,13 @@ class LinearProbeClassifier(LogitsClassifierMixin, BaseEstimator):
         self.val_top1_ = None if key is None else key[0]
         return self
 
-    def _path(self, rows: np.ndarray, data: FitData, cs: list[float], dev: torch.device) -> tuple[tuple, list[int]]:
+    def _path(self, rows: np.ndarray, labels: np.ndarray, data: FitData, cs: list[float],
+              dev: torch.device) -> tuple[tuple, list[int]]:
         """Solve along ``cs`` with warm starts; returns ((val key, C, W, b) of the kept C, iterations per C)."""
         n_classes, dim = data.T0.shape
         mean = torch.from_numpy(rows.mean(0)).to(dev)
         v = torch.from_numpy(rows).to(dev) - mean
-        reps = 1 if data.X_aug is None else 1 + len(data.X_aug)
-        yt = torch.from_numpy(np.tile(data.y, reps)).to(dev)
+        yt = torch.from_numpy(labels).to(dev)
         if data.has_val:
             v_val = torch.from_numpy(l2_normalize(data.X_val)).to(dev)
             y_val_t = torch.from_numpy(data.y_val).to(dev)

@@ -12,20 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from stages.fit.baselines.fusion import FusedScorer
 from stages.fit.features import l2_normalize
 
 #: rows x keys per chunk when scoring many images at once (bounds memory: ~256 MB of float32 affinities).
 CHUNK_ELEMENTS = 64_000_000
-
-
-def tip_grid(high: float, steps: int, low: float = 0.1) -> list[float]:
-    """The original search's grid ``[i * (high - low) / steps + low for i in range(steps)]``."""
-    return [i * (high - low) / steps + low for i in range(steps)]
-
-
-#: beta in [0.1, 7), alpha in [0.1, 3): the original's ranges, its (200, 20) steps coarsened to (20, 10).
-DEFAULT_BETA_GRID: tuple[float, ...] = tuple(tip_grid(7.0, 20))
-DEFAULT_ALPHA_GRID: tuple[float, ...] = tuple(tip_grid(3.0, 10))
 
 
 def build_cache(X: np.ndarray, y: np.ndarray, X_aug: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -51,13 +42,20 @@ def class_sums(E: torch.Tensor, labels: torch.Tensor, n_classes: int, block: int
     return torch.zeros(len(E), n_classes, dtype=E.dtype, device=E.device).index_add_(1, labels, E)
 
 
+def rbf_kernel(a: torch.Tensor, b: torch.Tensor, beta: float) -> torch.Tensor:
+    """exp(-beta (1 - a . b^T)) for unit rows a (m, D), b (n, D), computed in place (one m x n buffer); the
+    cache affinity of Tip-Adapter and APE, ProKeR's kernel. Not for tensors that need gradients."""
+    return (a @ b.T).sub_(1.0).mul_(beta).exp_()
+
+
 def cache_logits(v: torch.Tensor, keys: torch.Tensor, labels: torch.Tensor, beta: float, n_classes: int,
                  block: int) -> torch.Tensor:
     """exp(-beta (1 - v . K^T)) @ onehot(labels) for unit rows ``v``; differentiable in ``keys``."""
     return class_sums(torch.exp(beta * (v @ keys.T - 1.0)), labels, n_classes, block)
 
 
-def _chunks(n_rows: int, n_keys: int) -> list[slice]:
+def chunks(n_rows: int, n_keys: int) -> list[slice]:
+    """Row slices of at most ``CHUNK_ELEMENTS / n_keys`` rows: a chunk's affinities stay within the bound."""
     step = max(1, CHUNK_ELEMENTS // max(1, n_keys))
     return [slice(i, min(i + step, n_rows)) for i in range(0, n_rows, step)]
 
@@ -67,7 +65,7 @@ def tip_logits(v: torch.Tensor, zs: torch.Tensor, keys: torch.Tensor, labels: to
                beta: float, block: int) -> torch.Tensor:
     """zs + alpha * cache logits, computed in row chunks; ``zs`` the zero-shot logits of ``v``."""
     out = zs.clone()
-    for rows in _chunks(len(v), len(keys)):
+    for rows in chunks(len(v), len(keys)):
         out[rows] += alpha * cache_logits(v[rows], keys, labels, beta, zs.shape[1], block)
     return out
 
@@ -77,15 +75,17 @@ def search_alpha_beta(v: torch.Tensor, y: torch.Tensor, zs: torch.Tensor, keys: 
                       labels: torch.Tensor, alphas: Sequence[float], betas: Sequence[float],
                       block: int) -> tuple[float, float, float]:
     """(alpha, beta, top-1 %) maximising accuracy on (v, y); ties go to the first in beta-major order,
-    as in the original's loops (``for beta: for alpha: if acc > best``)."""
-    correct = torch.zeros(len(betas), len(alphas), dtype=torch.float64)
-    for rows in _chunks(len(v), len(keys)):
+    as in the original's loops (``for beta: for alpha: if acc > best``). Every alpha of a beta is scored in
+    one pass (fusion.py), the affinities of a row chunk computed once for all betas."""
+    grid = torch.tensor(alphas, dtype=zs.dtype, device=zs.device)
+    correct = torch.zeros(len(betas), len(alphas), dtype=torch.int64, device=zs.device)
+    for rows in chunks(len(v), len(keys)):
+        scorer = FusedScorer(zs[rows], y[rows])
         shifted = v[rows] @ keys.T - 1.0
+        affinity = torch.empty_like(shifted)
         for i, beta in enumerate(betas):
-            cache = class_sums(torch.exp(beta * shifted), labels, zs.shape[1], block)
-            for j, alpha in enumerate(alphas):
-                pred = (zs[rows] + alpha * cache).argmax(1)
-                correct[i, j] += float((pred == y[rows]).sum())
-    flat = int(torch.argmax(correct.flatten()))  # first maximum in row-major (beta-major) order
+            torch.mul(shifted, beta, out=affinity).exp_()
+            correct[i] += scorer.correct(class_sums(affinity, labels, zs.shape[1], block), grid)
+    flat = int(torch.argmax(correct.flatten()))  # the first maximum in row-major (beta-major) order
     i, j = divmod(flat, len(alphas))
     return float(alphas[j]), float(betas[i]), float(correct[i, j]) / len(y) * 100.0
