@@ -228,6 +228,7 @@ def test_tensor_helpers_keep_every_tensor_on_the_inputs_device():
     assert all(out.device == meta for out in outputs)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_baseline_fits_on_cuda_as_on_the_cpu(gap_source):
     """Same choices on cuda as on the CPU, and the same test predictions up to float noise (99% of rows)."""
