@@ -1,5 +1,5 @@
 """Stage one on a GPU: ``pipeline extract`` images/s beside the bare forward and the decode ceilings, per
-model and decoder, the feature difference between the decoders on photographs, and the CMM fit on cuda.
+model and decoder, the feature difference between the decoders on photographs, and every default method's fit.
 
     .venv/bin/python benchmarks/gpu_extract.py [--models ViT-B-16,ViT-L-14] [--images 16384] [--out NAME]
 
@@ -15,6 +15,9 @@ The feature check encodes crops of real photographs (scikit-learn's sample photo
 installed) with ViT-B-16 in fp32 and amp, pil and tensor, and reports per split the cosine and largest
 absolute difference of the features, and how many zero-shot predictions change: the decoder's change
 beside amp's (the default precision's float noise).
+
+Last, each of ``pipeline fit``'s default methods is fitted once at ``--classes`` (1000) x 16 shots of the
+ImageNet-like regime with ImageNet's released grids: seconds, peak device memory, test top-1.
 
 ``--device cpu --models tests/assets/tiny-test-clip.json --images 48 --photos 24 --classes 20`` is a smoke
 run of the script itself on a machine without a GPU.
@@ -53,8 +56,14 @@ def _write_jpeg(task: tuple[Path, int, tuple[int, int], int]) -> None:
     Image.fromarray(pixels).save(path, quality=quality)
 
 
-def generated(folder: Path, count: int, mixed: bool = False, classes: int = 10) -> Path:
-    """``folder/<class>/<i>.jpg``: ``count`` photo-like JPEGs, 500x375 or of mixed sizes; made in parallel, reused."""
+def generated(folder: Path, count: int, mixed: bool = False) -> Path:
+    """``folder/<class>/<i>.jpg``: ``count`` photo-like JPEGs, 500x375 or of mixed sizes; made in parallel, reused.
+
+    Up to 10 classes of at least 3 images, so that the folder reader gives every class a train, val and test
+    image whatever the count (fewer than 6 images cannot make such a dataset)."""
+    if count < 6:
+        raise SystemExit(f"gpu_extract: --images must be at least 6 (2 classes x 3 images), got {count}")
+    classes = max(2, min(10, count // 3))
     marker = folder / f".made-{count}-{'mixed' if mixed else '500x375'}"
     if marker.exists():
         return folder
@@ -218,18 +227,31 @@ def feature_check(model: str, count: int, work: Path, device: str) -> dict[str, 
     return out
 
 
-def cmm_fit_seconds(classes: int, device: str) -> float:
-    from stages.fit.cmm import CMMClassifier
-    from stages.fit.synthetic import make_clip_like
+def fit_costs(classes: int, methods: list[str], device: str, on_result) -> dict[str, dict[str, float]]:
+    """Seconds and peak device memory of each method's fit (its released ImageNet grid) at ``classes`` x 16
+    shots of the ImageNet-like regime, val 4 per class; test top-1 on 10 images per class."""
+    from stages.fit.methods import make_estimator
+    from stages.fit.regimes import make_regime
 
-    source = make_clip_like(n_classes=classes, dim=512, train_per_class=16, val_per_class=4, test_per_class=1)
-    (x, y), (xv, yv) = source.image["train"], source.image["val"]
-    classifier = CMMClassifier(prototypes=source.text["coop"], logit_scale=source.logit_scale, device=device)
-    sync(torch.device(device))
-    start = time.perf_counter()
-    classifier.fit(x, y, xv, yv)
-    sync(torch.device(device))
-    return time.perf_counter() - start
+    source = make_regime("imagenet_like", n_classes=classes, train_per_class=16, val_per_class=4, test_per_class=10)
+    (x, y), (xv, yv), (xt, yt) = source.image["train"], source.image["val"], source.image["test"]
+    target = torch.device(device)
+    out: dict[str, dict[str, float]] = {}
+    for method in methods:
+        estimator = make_estimator(method, source.text["coop"], source.logit_scale, random_state=1, device=device,
+                                   dataset="imagenet")
+        if target.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(target)
+        sync(target)
+        start = time.perf_counter()
+        estimator.fit(x, y, xv, yv)
+        sync(target)
+        seconds = time.perf_counter() - start
+        peak = round(torch.cuda.max_memory_allocated(target) / 2**30, 2) if target.type == "cuda" else None
+        out[method] = {"seconds": round(seconds, 2), "peak_gib": peak,
+                       "test_top1": round(100 * float(np.mean(estimator.predict(xt) == yt)), 2)}
+        on_result(method, out[method])
+    return out
 
 
 @click.command()
@@ -238,12 +260,13 @@ def cmm_fit_seconds(classes: int, device: str) -> float:
 @click.option("--photos", default=600, show_default=True, help="Photograph crops for the feature check (0: skip).")
 @click.option("--batch-size", default=256, show_default=True)
 @click.option("--precision", default="fp16", show_default=True, type=click.Choice(["fp16", "amp", "bf16", "fp32"]))
-@click.option("--classes", default=1000, show_default=True, help="Classes of the CMM fit.")
+@click.option("--classes", default=1000, show_default=True, help="Classes of the fits (x 16 shots).")
+@click.option("--fit-methods", default=None, help="Methods whose fit is timed (default: pipeline fit's defaults).")
 @click.option("--device", default="cuda", show_default=True)
 @click.option("--work", default="/tmp/cmm-bench-gpu", show_default=True, type=click.Path(path_type=Path))
 @click.option("--out", "out_name", default=None, help="Result file name (default gpu_extract or gpu_extract_cpu_smoke).")
-def main(models: str, images: int, photos: int, batch_size: int, precision: str, classes: int, device: str,
-         work: Path, out_name: str | None) -> None:
+def main(models: str, images: int, photos: int, batch_size: int, precision: str, classes: int,
+         fit_methods: str | None, device: str, work: Path, out_name: str | None) -> None:
     from stages.extract.models import load_model
     from stages.extract.run import default_workers
 
@@ -288,10 +311,20 @@ def main(models: str, images: int, photos: int, batch_size: int, precision: str,
         first = models.split(",")[0].strip()
         figures["feature_check"] = {"model": first, **feature_check(first, photos, work, device)}
         print(json.dumps(figures["feature_check"], indent=1), flush=True)
-    figures["cmm_fit_classes"] = classes
-    figures["cmm_fit_seconds"] = round(cmm_fit_seconds(classes, device), 2)
-    print(table([("card", figures["card"]), ("cmm_fit_seconds", figures["cmm_fit_seconds"])]))
     name = out_name or ("gpu_extract" if target.type == "cuda" else "gpu_extract_cpu_smoke")
+    write_result(name, figures)  # the extraction figures are kept even if a fit below runs out of time
+    from stages.fit.methods import DEFAULT_METHODS
+
+    figures["fit_classes"] = classes
+    figures["fits"] = {}
+
+    def record(method: str, cost: dict) -> None:
+        figures["fits"][method] = cost
+        print(json.dumps({f"fit {method}": cost}), flush=True)
+        write_result(name, figures)
+
+    fit_costs(classes, fit_methods.split(",") if fit_methods else list(DEFAULT_METHODS), device, record)
+    print(table([("card", figures["card"])] + [(f"fit {m}", c["seconds"]) for m, c in figures["fits"].items()]))
     print(f"written to {write_result(name, figures)}")
 
 
