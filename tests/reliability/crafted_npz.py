@@ -38,6 +38,13 @@ def npy(dtype: str | np.dtype, shape: tuple[int, ...], data: bytes = b"", fortra
     return header.getvalue() + data
 
 
+def npy_of(array: np.ndarray) -> bytes:
+    """A valid ``.npy`` of ``array``, as ``np.save`` writes it."""
+    out = io.BytesIO()
+    np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
+    return out.getvalue()
+
+
 def stored(name: str, content: bytes, **declared: int) -> Member:
     """A stored member; ``size``/``crc`` override what its headers declare."""
     return Member(name, content, declared.get("size", len(content)), declared.get("crc", zlib.crc32(content)))
