@@ -112,7 +112,7 @@ class CacheReader:
     def _dataset(self, name: str) -> h5py.Dataset:
         if name not in self.file:
             raise CacheMissingError(f"{self.path} has no '{name}'", what="array", name=name)
-        return structure.dataset(self.file, name, self.path)
+        return self.file[name]  # a dataset, and of its kind, since structure.check_file passed
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(self, require_complete: bool) -> None:

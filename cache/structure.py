@@ -45,7 +45,7 @@ LAYOUT: tuple[tuple[str, str, tuple[int, ...]], ...] = (
     (r"text/[^/]+/features", "float", (3,)),
     (r".+" + re.escape(DONE_SUFFIX), "int", (1, 2)),
 )
-_CLASSES = {"int": (h5t.INTEGER,), "float": (h5t.FLOAT,), "str": (h5t.STRING,)}
+_CLASSES = {"int": h5t.INTEGER, "float": h5t.FLOAT, "str": h5t.STRING}
 
 
 def _bad(path: Path | str, what: str) -> CacheMismatchError:
@@ -70,7 +70,8 @@ def check_file(f: h5py.File, path: Path | str) -> None:
             if kind == h5l.TYPE_SOFT:
                 raise _bad(path, f"{_short(name)} is a soft link, which this tool never writes")
             if kind != h5l.TYPE_HARD:
-                raise _bad(path, f"{_short(name)} is an external link (into another file), which this tool never writes")
+                raise _bad(path, f"{_short(name)} is an external link (into another file), which this tool never "
+                                 "writes")
             if address in seen:
                 raise _bad(path, f"{_short(name)} is a second name of {_short(seen[address])} (a hard link loop?); "
                                  "this tool gives each object one name")
@@ -93,7 +94,7 @@ def _check_object(f: h5py.File, name: str, size: int, path: Path | str) -> None:
         return
     tid = obj.id.get_type()
     if kind is not None:
-        if tid.get_class() not in _CLASSES[kind] or (kind == "float" and tid.get_size() not in (2, 4, 8)):
+        if tid.get_class() != _CLASSES[kind] or (kind == "float" and tid.get_size() not in (2, 4, 8)):
             raise _bad(path, f"{_short(name)} holds {_type_name(tid)} values, not {_KIND_NAMES[kind]}")
         if len(obj.shape) not in ranks:
             raise _bad(path, f"{_short(name)} has shape {obj.shape}, not {' or '.join(map(str, ranks))}-dimensional")
@@ -166,12 +167,3 @@ def _short(name: str) -> str:
 
 def _bytes(n: int) -> str:
     return f"{n / _GIB:.1f} GiB" if n >= _GIB else f"{n / 1024**2:.1f} MiB" if n >= 1024**2 else f"{n} bytes"
-
-
-def dataset(f: h5py.File, name: str, path: Path | str) -> h5py.Dataset:
-    """``f[name]`` when it is a dataset (a crafted file can hold a group there)."""
-    obj = f[name]
-    if not isinstance(obj, h5py.Dataset):
-        raise _bad(path, f"{_short(name)} is a group where this tool keeps an array")
-    return obj
-

@@ -97,8 +97,8 @@ def sigint_held() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending for this thread is recorded
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        if main:  # (None: a handler not set from Python)
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
         if pressed:
             raise KeyboardInterrupt
 

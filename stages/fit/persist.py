@@ -157,8 +157,8 @@ class FittedBounds:
     def checker(self) -> Callable[[np.dtype, tuple[int, ...]], str | None]:
         """A check for each array header of one file, in turn: why it cannot be part of such a fit, or None.
         All the arrays together may hold at most ``TOTAL_FACTOR`` times the values of those largest arrays."""
-        c, d, l, n = self.classes, self.dim, self.templates, self.rows
-        longest, most, total = max(c, d, l, n), max(c * l * d, n * d, d * d), c * l * d + n * d + d * d + c * d
+        c, d, t, n = self.classes, self.dim, self.templates, self.rows
+        longest, most, total = max(c, d, t, n), max(c * t * d, n * d, d * d), c * t * d + n * d + d * d + c * d
         left = [TOTAL_FACTOR * total]
 
         def problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
@@ -167,7 +167,7 @@ class FittedBounds:
             size = math.prod(shape)
             if len(shape) > 3 or any(axis > longest for axis in shape) or size > most or size > left[0]:
                 return (f"has shape {shape}, more than a fit on its cache stores ({c} classes, {d} features, "
-                        f"{l} templates, {n} images)")
+                        f"{t} templates, {n} images)")
             left[0] -= size
             return None
         return problem

@@ -1,9 +1,9 @@
 """The fuzz loop, run as a child process under a memory cap (see test_fuzz.py).
 
 ``python -m tests.reliability.fuzz_child WORKDIR SEED CASES`` mutates the valid files in WORKDIR (a split file
-with its images, a subset file, a run record, a cache, a CMM run's fitted file) at random, feeds each mutant to the real readers the
-CLI uses, and prints one JSON line: the number of cases by outcome and every case that ended in anything but
-success or a UserError (another exception, a MemoryError, or a case still running after ``CASE_SECONDS``).
+with its images, a subset file, a run record, a cache, a CMM run's fitted file) at random, feeds each mutant to
+the real readers the CLI uses, and prints one JSON line: the number of cases by outcome and every case that
+ended in anything but success or a UserError (another exception, a MemoryError, or a case still running after ``CASE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -344,7 +344,8 @@ def mutate_npz(members: list, rng: random.Random) -> list:
         elif roll < 0.78:
             members.append(members[index])  # the same name twice
         elif roll < 0.86:
-            name = rng.choice(["fitted__W", "fitted___x_", "fitted__zz_", "param__steps", "x", "proj_labels", "__meta__"])
+            name = rng.choice(["fitted__W", "fitted___x_", "fitted__zz_", "param__steps", "x", "proj_labels",
+                               "__meta__"])
             members[index] = npz.Member(name, members[index].stored, members[index].size, members[index].crc,
                                         members[index].method, members[index].flags)
         elif roll < 0.93:

@@ -291,7 +291,8 @@ CRAFTED_NPZ = {  # case: (make, (predict's exit code, its line), report: None = 
         _members(("fitted__W_", PICKLED_W)), (1, "'fitted__W_': holds pickled Python objects, which are never loaded"),
         None),
     "encrypted member": (
-        _members(("fitted__W_", ENCRYPTED_W)), (1, "member 'fitted__W_' is encrypted"), "member 'fitted__W_' is encrypted"),
+        _members(("fitted__W_", ENCRYPTED_W)), (1, "member 'fitted__W_' is encrypted"),
+        "member 'fitted__W_' is encrypted"),
     "truncated file": (_truncated, (1, "cannot be read as an .npz archive"), "cannot be read as an .npz archive"),
     "NaN in the projection": (
         _rewritten(lambda a, t: np.savez(t, **{**a, "proj_protos_after": a["proj_protos_after"] * np.nan})),
