@@ -29,7 +29,8 @@ from tests.conftest import class_image, write_coop_dataset
 from tests.fit.test_parallel import descendants, running
 from tests.reliability import crafted_npz as npz
 from tests.reliability.conftest import CLASSES
-from tests.reliability.helpers import CACHE_NAME, ROOT, error_line, extract_args, run_cli, sha256, spawn
+from tests.reliability.helpers import (CACHE_NAME, ROOT, assert_same_content, error_line, extract_args, run_cli,
+                                       sha256, snapshot, spawn)
 from tests.reliability.test_disk_full import limited
 
 MEMORY_CAP = 2 * 1024**3
@@ -200,6 +201,23 @@ def test_crafted_cache_is_one_line_in_every_command(crafted_caches, case):
         assert message in line and str(crafted.cache) in line, (command, line)
         assert "--force" in line, line  # how to recover: rebuild
     assert crafted.after == crafted.before  # nothing written, nothing changed (no new runs, no lock, no partial)
+
+
+def test_a_crafted_unfinished_write_is_discarded_not_resumed(built, tmp_path):
+    """extract's resume: a ``.partial`` holding an external link is not read (nor followed); the extraction
+    starts over and gives the cache a fresh run gives."""
+    from cache import partial_path
+
+    cache = tmp_path / "cache" / CACHE_NAME
+    cache.parent.mkdir(parents=True)
+    shutil.copy(built.cache, partial_path(cache))
+    with h5py.File(partial_path(cache), "r+") as f:
+        _replace("image/train/features", _link_into_copy)(f, tmp_path)
+        f["image/train/features__done"][...] = 0  # as if killed before the train features were written
+    result = run_cli(*extract_args(built.split, tmp_path / "cache"))
+    assert result.exit_code == 0, result.output
+    assert "discarding unreadable unfinished write" in result.output and "is an external link" in result.output
+    assert_same_content(snapshot(cache), snapshot(built.cache))
 
 
 def test_a_cache_repacked_with_chunks_and_compression_still_reads(built, tmp_path):
