@@ -65,8 +65,14 @@ class WriteLock:
                         f"{self.path.with_suffix('')} is being written by another process{holder}"
                     ) from None
                 time.sleep(self.poll)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as exc:  # a full disk: the error names the lock file (os.write's does not)
+            self._fd = fd
+            _HELD.add(fd)
+            self.release()
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         self._fd = fd
         _HELD.add(fd)
 

@@ -9,7 +9,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from cache import validate
+from cache import structure, validate
 from cache.errors import CacheError, CacheIncompleteError, CacheMismatchError, CacheMissingError
 from cache.key import key_diff
 from cache.layout import DONE_SUFFIX, FORMAT, SCHEMA_VERSION, partial_path
@@ -112,7 +112,7 @@ class CacheReader:
     def _dataset(self, name: str) -> h5py.Dataset:
         if name not in self.file:
             raise CacheMissingError(f"{self.path} has no '{name}'", what="array", name=name)
-        return self.file[name]
+        return self.file[name]  # a dataset, and of its kind, since structure.check_file passed
 
     # -- validation ----------------------------------------------------------------------------------
     def _validate(self, require_complete: bool) -> None:
@@ -120,42 +120,48 @@ class CacheReader:
             if partial_path(self.path).exists():
                 raise CacheIncompleteError(f"no cache file at {self.path}, only an unfinished write of it")
             raise CacheMissingError(f"no cache file at {self.path}")
+        if not self.path.is_file():  # a FIFO would block the open below
+            raise CacheMismatchError(f"{self.path} is not a regular file (a folder, pipe or device), so not a "
+                                     "feature cache")
         if not h5py.is_hdf5(self.path):
             raise CacheMismatchError(f"{self.path} is not an HDF5 file, so not a feature cache (or a truncated one)")
         try:
-            f = self.file
-            fmt = f.attrs.get("format")
-            version = f.attrs.get("schema_version")
-            incomplete = incomplete_arrays(f) if require_complete else []
-        except (OSError, KeyError, RuntimeError) as exc:
-            self.close()
-            raise CacheMismatchError(f"{self.path} cannot be read ({exc})") from None
-        if _plain(fmt) != FORMAT:
-            self.close()
-            raise CacheMismatchError(f"{self.path} is an HDF5 file but not a feature cache of this tool "
-                                     f"(no '{FORMAT}' tag)")
-        try:
-            version = validate.schema_version(self.path, version)
-            validate.key_attr(self.path, self.file.attrs.get("key"))
+            self._check_open_file(require_complete)
         except CacheError:
             self.close()
             raise
-        if version > SCHEMA_VERSION:
+        except (OSError, KeyError, RuntimeError) as exc:
             self.close()
+            raise CacheMismatchError(f"{self.path} cannot be read ({' '.join(str(exc).split())[:200]})") from None
+
+    def _check_open_file(self, require_complete: bool) -> None:
+        """Ours, not from the future, every object one this tool writes (metadata only), then complete."""
+        f = self.file
+        if _plain(f.attrs.get("format")) != FORMAT:
+            raise CacheMismatchError(f"{self.path} is an HDF5 file but not a feature cache of this tool "
+                                     f"(no '{FORMAT}' tag)")
+        version = validate.schema_version(self.path, f.attrs.get("schema_version"))
+        validate.key_attr(self.path, f.attrs.get("key"))
+        if version > SCHEMA_VERSION:
             raise CacheMismatchError(
                 f"{self.path} uses cache schema {version}, newer than this version understands "
                 f"({SCHEMA_VERSION}); upgrade cmm-pipeline, or rebuild the file with this version"
             )
+        structure.check_file(f, self.path)  # before any array is read: sizes are bounded by the file's own
+        incomplete = incomplete_arrays(f) if require_complete else []
         if incomplete:
-            self.close()
             raise CacheIncompleteError(f"{self.path} is incomplete ({', '.join(incomplete)})")
 
 
 def read_key_fields(path: str | Path) -> dict[str, str]:
-    """The key fields of any cache file, finished or not (raises if the file cannot be read)."""
+    """The key fields of any cache file, finished or not (raises if the file cannot be read or holds an object
+    this tool never writes: an unfinished write is resumed, so its arrays are read too)."""
+    if not Path(path).is_file():
+        raise CacheMismatchError(f"{path} is not a regular file, so not a feature cache")
     with h5py.File(path, "r") as f:
         if _plain(f.attrs.get("format")) != FORMAT:
             raise CacheMismatchError(f"{path} is not a feature cache of this tool")
+        structure.check_file(f, path)
         return {k[4:]: str(v) for k, v in f.attrs.items() if k.startswith("key.")}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 from pathlib import Path
 
 import click
@@ -12,9 +13,19 @@ from pipeline.options import torch_device
 from pipeline.output import progress_echo
 
 
+def _regular_files(ctx: click.Context, param: click.Parameter, value: Path | tuple[Path, ...] | None):
+    """Refuse a FIFO, socket or device (reading one would block or never end); folders are click's to refuse."""
+    for path in value if isinstance(value, tuple) else (value,):
+        if path is not None and not path.is_dir() and not stat.S_ISREG(path.stat().st_mode):
+            raise click.BadParameter(f"'{path}' is not a regular file (a pipe, socket or device)", ctx, param)
+    return value
+
+
 @click.command(short_help="Classify new images with a fitted run.")
-@click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-@click.option("--run", "run_record", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+@click.argument("images", nargs=-1, required=True, callback=_regular_files,
+                type=click.Path(exists=True, path_type=Path))
+@click.option("--run", "run_record", required=True, callback=_regular_files,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A run record (.json) written by pipeline fit.")
 @click.option("--pretrained", help="Where the weights are now, if the checkpoint file has moved (default: as extracted).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(min=1))
@@ -32,8 +43,9 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
       pipeline predict photo1.jpg photo2.png --run work_dir/runs/dtd/ViT-B-16__openai/cmm/shots16_seed1.json
       pipeline predict my_photos/ --run RECORD.json --top-k 3 --out predictions.csv
     """
+    from cache import CacheReader
     from stages.extract.files import encode_like_cache, image_paths
-    from stages.fit.persist import load_fitted
+    from stages.fit.persist import FittedBounds, load_fitted
     from stages.shared.errors import RecordError
     from stages.shared.record import read_record
 
@@ -58,7 +70,7 @@ def predict(images, run_record, pretrained, top_k, out_file, device) -> None:
                           "current folder; run predict from the folder where pipeline fit ran, or refit the run")
     features = encode_like_cache(cache_path, record.cache["key"], list(images), pretrained=pretrained,
                                  device=device)
-    fitted = load_fitted(run_record)
+    fitted = load_fitted(run_record, FittedBounds.of_cache(CacheReader(cache_path)))  # only its own arrays, bounded
     top = fitted.top_k(features, top_k, source=run_record.with_suffix(".npz"))
     rows = [{"image": str(path), "top": best} for path, best in zip(images, top)]
     for row in rows:

@@ -15,8 +15,7 @@ import numpy as np
 
 from stages.fit.estimator import top1
 from stages.fit.features import l2_normalize
-
-MAX_PROJECTED = 600
+from stages.shared.fitted_file import MAX_PROJECTED  # the report refuses a projection of more images
 
 
 def gap_metrics(images: np.ndarray, labels: np.ndarray, prototypes: np.ndarray) -> dict[str, float]:

@@ -12,6 +12,15 @@ No child imports from the working folder: the forkserver, spawned workers and mu
 tracker start as ``python -c ...``, which puts the working folder first on ``sys.path``, so a ``cache/``
 folder (as ``--cache-dir cache`` makes) or a ``stages.py``, ``numpy.py`` or ``torch.py`` there would be
 imported, and run, in place of ours. They start with ``PYTHONSAFEPATH=1`` (Python 3.11+), which leaves it off.
+
+Ctrl-C reaches every process of the terminal's group; the sweep alone reports it (exit 130, one line). The
+workers are started with SIGINT held back in the sweep, so the forkserver and the workers inherit it blocked:
+the forkserver's preload (torch, seconds) is never cut short with a traceback, and no worker is left half
+started, failing to open the semaphores of a sweep that has already exited; a Ctrl-C meanwhile takes effect as
+soon as the workers run. A running worker ends at once, silently, on SIGINT (records are written whole or not
+at all), and the sweep ends any it did not reach. A sweep killed outright leaves its pool's semaphores to the
+resource tracker, which removes them; its "leaked semaphore" warning, which names nothing the user can act on,
+is silenced in the tracker alone.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import contextlib
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,6 +40,7 @@ from typing import Any
 from stages.shared.errors import FitError
 
 _CONTEXT: Any = None
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"  # its "There appear to be N leaked semaphore objects"
 
 
 def usable_cores() -> int:
@@ -59,24 +70,50 @@ def run_units(unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[
 
 @contextlib.contextmanager
 def safe_child_path() -> Iterator[None]:
-    """Python interpreters started meanwhile leave the working folder off their import path."""
-    before = os.environ.get("PYTHONSAFEPATH")
+    """Python interpreters started meanwhile leave the working folder off their import path, and the
+    resource tracker says nothing of the semaphores of a killed sweep that it removes."""
+    before = {name: os.environ.get(name) for name in ("PYTHONSAFEPATH", "PYTHONWARNINGS")}
     os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ["PYTHONWARNINGS"] = ",".join(filter(None, [before["PYTHONWARNINGS"], _QUIET_TRACKER]))
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("PYTHONSAFEPATH", None)
-        else:
-            os.environ["PYTHONSAFEPATH"] = before
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def sigint_held() -> Iterator[None]:
+    """Ctrl-C held back meanwhile, then raised as KeyboardInterrupt: blocked in this thread, so the processes
+    it starts inherit SIGINT blocked, and recorded if another thread of this process receives it."""
+    pressed: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum)) if main else None
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # one pending for this thread is recorded
+        if main:  # (None: a handler not set from Python)
+            signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
+        if pressed:
+            raise KeyboardInterrupt
 
 
 def _run_pool(mp_context: Any, unit_fn: Callable[[Any, Any], Any], context: Any, units: Sequence[Any],
               jobs: int) -> Iterator[tuple[int, Any]]:
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context, initializer=_start_worker,
-                               initargs=(context, os.getpid()))
+    try:  # starts the resource tracker, which unblocks SIGINT in the thread that starts it: before the block below
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=mp_context, initializer=_start_worker,
+                                   initargs=(context, os.getpid()))
+    except OSError as exc:  # its semaphores are files in /dev/shm: full, or past a file-size limit
+        raise FitError(f"cannot start {jobs} fit worker processes: creating their semaphores in /dev/shm failed "
+                       f"({exc.strerror or exc}); free space there, or use --jobs 1") from None
     try:
-        pending = {pool.submit(_run_unit, unit_fn, unit): index for index, unit in enumerate(units)}
+        with sigint_held():  # the forkserver and the workers start here, and inherit the block
+            pending = {pool.submit(_run_unit, unit_fn, unit): index for index, unit in enumerate(units)}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -87,14 +124,21 @@ def _run_pool(mp_context: Any, unit_fn: Callable[[Any, Any], Any], context: Any,
                     raise FitError("a fit worker process died (out of memory or killed?); finished records are "
                                    "kept: rerun the same command to fit the rest, or use --jobs 1") from None
                 yield index, result
+    except KeyboardInterrupt:
+        for worker in multiprocessing.active_children():  # those the Ctrl-C did not reach: started after it
+            worker.terminate()
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _start_worker(context: Any, sweep_pid: int) -> None:
-    """Worker set-up: keep the shared context, one intra-op torch thread, end with the sweep's process."""
+    """Worker set-up: keep the shared context, one intra-op torch thread, end with the sweep's process, and
+    at once on Ctrl-C (SIGINT, blocked while the worker started, ends it silently; the sweep reports it)."""
     global _CONTEXT
     _CONTEXT = context
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     _exit_with(sweep_pid)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # libraries loaded from now on
         os.environ[name] = "1"

@@ -2,23 +2,31 @@
 
 An estimator is stored as its constructor parameters and its fitted attributes (names ending in ``_``):
 arrays as ``param__<name>`` / ``fitted__<name>`` entries, everything else as JSON in ``__meta__``, with the
-class name checked against a whitelist on load. Extra top-level arrays (the gap plot's ``proj_*``) ride along.
+class name checked against a whitelist on load. Extra top-level arrays (the gap plot's ``proj_*``) ride along
+and are never read here. Loading reads only ``__meta__`` and the estimator's own arrays, each checked against
+the largest array a fit on the run's cache can store before it is allocated (stages/shared/fitted_file.py).
 """
 
 from __future__ import annotations
 
 import json
-import zipfile
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
-from stages.shared.safe_io import atomic_path
 from stages.shared.errors import FitError
+from stages.shared.fitted_file import META, FittedFile, FittedFileError, read_meta
+from stages.shared.safe_io import atomic_path
 
-META = "__meta__"
+if TYPE_CHECKING:
+    from cache import CacheReader
+
 FORMAT = "cmm-fitted/1"
+ARRAY_PREFIXES = ("param__", "fitted__")
+TOTAL_FACTOR = 4  # CMM stores its text prototypes, a map and two more (C, D) arrays: under 2x their sum
 
 
 def _registry() -> dict[str, type]:
@@ -120,23 +128,75 @@ class Fitted:
         return rows
 
 
-def load_fitted(path: Path) -> Fitted:
-    """Load a ``.npz`` written by :func:`save_fitted` (or the ``.json`` record beside it)."""
+@dataclass(frozen=True)
+class FittedBounds:
+    """The largest arrays a fit on one cache can store: C classes, D feature width, L templates in a set and
+    N image rows in a split. Fitted arrays are text prototypes (C, L, D) and (C, D), training rows (N, D),
+    maps (D, D) and per-class vectors; none has more than three axes, an axis longer than the largest of
+    these sizes or more values than the largest of those arrays, and all of a file's together hold at most
+    ``TOTAL_FACTOR`` times their sum."""
+
+    classes: int
+    dim: int
+    templates: int
+    rows: int
+
+    @classmethod
+    def of_cache(cls, cache: CacheReader) -> FittedBounds:
+        """The bounds of a fit on ``cache``, from its array shapes alone."""
+        sizes = {"classes": 1, "dim": 1, "templates": 1, "rows": 1}
+        for name, shape, _ in cache.datasets():
+            if name == "classes":
+                sizes["classes"] = max(sizes["classes"], shape[0])
+            elif name.startswith("image/") and name.endswith("/features") and len(shape) == 2:
+                sizes["rows"], sizes["dim"] = max(sizes["rows"], shape[0]), max(sizes["dim"], shape[1])
+            elif name.startswith("text/") and name.endswith("/features") and len(shape) == 3:
+                sizes["templates"], sizes["dim"] = max(sizes["templates"], shape[1]), max(sizes["dim"], shape[2])
+        return cls(**sizes)
+
+    def checker(self) -> Callable[[np.dtype, tuple[int, ...]], str | None]:
+        """A check for each array header of one file, in turn: why it cannot be part of such a fit, or None.
+        All the arrays together may hold at most ``TOTAL_FACTOR`` times the values of those largest arrays."""
+        c, d, t, n = self.classes, self.dim, self.templates, self.rows
+        longest, most, total = max(c, d, t, n), max(c * t * d, n * d, d * d), c * t * d + n * d + d * d + c * d
+        left = [TOTAL_FACTOR * total]
+
+        def problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:
+            if dtype.kind not in "biuf":
+                return f"holds {dtype} values, not numbers"
+            size = math.prod(shape)
+            if len(shape) > 3 or any(axis > longest for axis in shape) or size > most or size > left[0]:
+                return (f"has shape {shape}, more than a fit on its cache stores ({c} classes, {d} features, "
+                        f"{t} templates, {n} images)")
+            left[0] -= size
+            return None
+        return problem
+
+
+def load_fitted(path: Path, bounds: FittedBounds | None = None) -> Fitted:
+    """Load a ``.npz`` written by :func:`save_fitted` (or the ``.json`` record beside it).
+
+    Reads only ``__meta__`` and the ``param__``/``fitted__`` arrays; with ``bounds`` (those of the run's
+    cache) each array's header is checked against them before it is read, else only against the file's size.
+    A malformed file is one line naming it.
+    """
     path = Path(path)
     if path.suffix == ".json":
         path = path.with_suffix(".npz")
-    if not path.is_file():
+    if not path.exists():
         raise FitError(f"fitted parameters {path} not found; refit the run with pipeline fit --force")
+    check = bounds.checker() if bounds is not None else None
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-        meta = json.loads(str(arrays.pop(META)))
-    except (OSError, ValueError, KeyError, RecursionError, EOFError, zipfile.BadZipFile) as err:
-        reason = " ".join(str(err).split())[:200]
-        raise FitError(f"{path} is not a fitted run written by pipeline fit ({reason}); refit it") from None
-    problem = _meta_problem(meta)
-    if problem:
-        raise FitError(f"{path} is not a fitted run written by pipeline fit ({problem}); refit it")
+        with FittedFile(path) as fitted:
+            meta = read_meta(fitted)
+            problem = _meta_problem(meta)
+            if problem is None and bounds is not None and len(meta["classes"]) > bounds.classes:
+                problem = f"{len(meta['classes'])} classes, more than the {bounds.classes} of its cache"
+            if problem:
+                raise FitError(f"{path} is not a fitted run written by pipeline fit ({problem}); refit it")
+            arrays = {name: fitted.read(name, check) for name in fitted.names if name.startswith(ARRAY_PREFIXES)}
+    except FittedFileError as err:
+        raise FitError(f"{path} is not a fitted run written by pipeline fit ({err}); refit it") from None
     registry = _registry()
     cls = registry.get(str(meta.get("class")))
     if cls is None:

@@ -4,8 +4,6 @@ after the map per run, in panels that share axes."""
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +12,7 @@ import numpy as np
 
 from stages.report.escape import one_line, plot_text
 from stages.report.groups import RANDOM_LABEL, Family, RunGroup
+from stages.shared.fitted_file import META, PROJECTION, FittedFile, FittedFileError, read_meta, read_projection
 from stages.shared.naming import join_name
 from stages.report.plot_common import balanced_parts, new_figure, save_figure
 from stages.report.sections import ABLATED
@@ -22,39 +21,33 @@ from stages.report.style import display_name, model_title
 
 MAX_LEGEND_CLASSES = 12  # more classes: the legend says how colours map instead of naming each
 MAX_GAP_PANELS = 9       # 'before' + 8 'after' panels in a 3 x 3 grid
-PROJ_KEYS = ("proj_images_before", "proj_images_after", "proj_labels", "proj_protos_before", "proj_protos_after")
+PROJ_KEYS = PROJECTION
 
 
 def load_projection(path: Path) -> dict[str, np.ndarray] | None:
     """The projection arrays of a params file, or None when it holds none (not a mapping method).
 
-    Raises ValueError when the file is unreadable or the arrays have inconsistent shapes.
+    Reads only those members and ``__meta__`` (the class count, when it has one), each bounded before it is
+    read (stages/shared/fitted_file.py). Raises ValueError (one line) when the file or the arrays are malformed.
     """
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not all(k in npz.files for k in PROJ_KEYS):
-                return None
-            arrays = {k: np.asarray(npz[k]) for k in PROJ_KEYS}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"cannot be read as .npz ({exc.__class__.__name__}: {exc})") from exc
-    n = arrays["proj_labels"].shape
-    images_ok = all(arrays[k].ndim == 2 and arrays[k].shape == (n[0], 2) for k in PROJ_KEYS[:2])
-    protos_ok = (arrays["proj_protos_before"].ndim == 2 and arrays["proj_protos_before"].shape[1] == 2
-                 and arrays["proj_protos_after"].shape == arrays["proj_protos_before"].shape)
-    if len(n) != 1 or not images_ok or not protos_ok:
-        raise ValueError("projection arrays have inconsistent shapes (want images n x 2, labels n, protos C x 2)")
-    return arrays
+    with FittedFile(path) as fitted:
+        if not all(name in fitted for name in PROJ_KEYS):
+            return None
+        names = _classes(read_meta(fitted)) if META in fitted else None
+        return read_projection(fitted, len(names) if names is not None else None)
 
 
 def class_names(path: Path) -> list[str] | None:
     """The class names stored in a params file's metadata (``__meta__``), or None when it has none."""
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if "__meta__" not in npz.files:
-                return None
-            names = json.loads(str(npz["__meta__"])).get("classes")
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        with FittedFile(path) as fitted:
+            return _classes(read_meta(fitted)) if META in fitted else None
+    except FittedFileError:
         return None
+
+
+def _classes(meta: object) -> list[str] | None:
+    names = meta.get("classes") if isinstance(meta, dict) else None
     return [str(n) for n in names] if isinstance(names, list) else None
 
 

@@ -111,6 +111,8 @@ def test_sigkill_mid_sweep_keeps_whole_records_and_a_rerun_completes(tmp_path):
         while running(below) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert not running(below), f"processes of the killed sweep are still running: {running(below)}"
+    err = child.stderr.read().decode()  # to its end: the resource tracker, its last writer, has exited
+    assert "leaked semaphore" not in err and "Traceback" not in err, err
     finished = {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")}
     time.sleep(2.0)
     assert {p: p.stat().st_mtime_ns for p in runs.rglob("*.json")} == finished, "orphan workers kept writing"

@@ -9,7 +9,7 @@ import pytest
 
 from stages.shared.errors import FitError
 from stages.fit.cmm import CMMClassifier
-from stages.fit.persist import META, load_fitted, save_fitted
+from stages.fit.persist import META, FittedBounds, load_fitted, save_fitted
 from tests.fit.conftest import few_shot_split
 
 
@@ -72,3 +72,47 @@ class Exploit:
 
     def __reduce__(self):
         return (open, (str(self.marker), "w"))
+
+
+@pytest.fixture(scope="module")
+def every_method(tmp_path_factory):
+    """One run of every method and CMM ablation (augmented views, three templates) and the bounds of its
+    features: 5 classes, 16 dimensions, 3 templates, 20 train rows (the largest split)."""
+    from stages.fit.methods import ABLATIONS, METHODS
+    from stages.fit.run import fit_runs
+    from stages.fit.synthetic import make_clip_like
+
+    source = make_clip_like(n_classes=5, dim=16, train_per_class=4, val_per_class=2, test_per_class=3,
+                            n_templates=3, aug_views=2, seed=3)
+    runs = tmp_path_factory.mktemp("every_method")
+    sweep = dict(shots=[2], seeds=[1], runs_dir=runs, train_views="aug", progress=lambda _: None)
+    fit_runs(source, methods=list(METHODS), **sweep)
+    for name in ABLATIONS:
+        fit_runs(source, methods=["cmm"], ablation={name: True}, **sweep)
+    return sorted(runs.rglob("*.npz")), FittedBounds(classes=5, dim=16, templates=3, rows=20), source
+
+
+def test_every_method_loads_within_the_bounds_of_its_features(every_method):
+    paths, bounds, source = every_method
+    assert len(paths) == 8 + 6
+    X = source.features("test")
+    for path in paths:
+        bounded, plain = load_fitted(path, bounds), load_fitted(path)
+        np.testing.assert_array_equal(bounded.decision_function(X), plain.decision_function(X), err_msg=str(path))
+
+
+def test_an_array_beyond_the_bounds_is_refused_before_it_is_read(every_method, tmp_path):
+    from tests.reliability import crafted_npz as npz
+
+    paths, bounds, _ = every_method
+    (cmm,) = [p for p in paths if p.parent.name == "cmm+aug"]
+    wide = npz.replace(cmm, tmp_path / "wide.npz", "fitted__W_", npz.stored("fitted__W_", npz.npy(
+        "f4", (21, 16), bytes(21 * 16 * 4))))  # an axis longer than any of the four sizes
+    with pytest.raises(FitError, match=r"'fitted__W_': has shape \(21, 16\), more than a fit on its cache stores "
+                                       r"\(5 classes, 16 features, 3 templates, 20 images\)"):
+        load_fitted(wide, bounds)
+    extra = npz.members_of(cmm) + [npz.stored(f"fitted__x{i}_", npz.npy("f4", (16, 16), bytes(1024)))
+                                   for i in range(12)]  # each within the bounds, all together 4x past them
+    with pytest.raises(FitError, match=r"'fitted__x\d+_': has shape \(16, 16\), more than"):
+        load_fitted(npz.write_npz(tmp_path / "many.npz", extra), bounds)
+    assert load_fitted(npz.write_npz(tmp_path / "some.npz", extra[:-8]), bounds).method == "cmm"

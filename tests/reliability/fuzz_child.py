@@ -1,9 +1,9 @@
 """The fuzz loop, run as a child process under a memory cap (see test_fuzz.py).
 
 ``python -m tests.reliability.fuzz_child WORKDIR SEED CASES`` mutates the valid files in WORKDIR (a split file
-with its images, a subset file, a run record, a cache) at random, feeds each mutant to the real readers the
-CLI uses, and prints one JSON line: the number of cases by outcome and every case that ended in anything but
-success or a UserError (another exception, a MemoryError, or a case still running after ``CASE_SECONDS``).
+with its images, a subset file, a run record, a cache, a CMM run's fitted file) at random, feeds each mutant to
+the real readers the CLI uses, and prints one JSON line: the number of cases by outcome and every case that
+ended in anything but success or a UserError (another exception, a MemoryError, or a case still running after ``CASE_SECONDS``).
 """
 
 from __future__ import annotations
@@ -318,8 +318,161 @@ def cache_case(work: Path, rng: random.Random, case: Path) -> None:
     _all(read, extend)
 
 
+# -- fitted .npz mutations -----------------------------------------------------------------------------
+ODD_DESCRS = ["<f8", "<f2", ">f4", "<i8", "|u1", "|b1", "<c16", "|O", "<U7", "|V8", "|S3", "<M8[s]",
+              [("a", "<f4")], ("<f4", (2,))]
+ODD_AXES = [0, 1, 2, 3, 7, 601, 10**4, 10**7, 2**31, 10**12]
+
+
+def _npy_parts(content: bytes) -> tuple[dict, bytes] | None:
+    """The header dict and the data of a ``.npy`` member (None when it does not parse as one)."""
+    import io
+
+    stream = io.BytesIO(content)
+    try:
+        version = np.lib.format.read_magic(stream)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(stream)
+    except (ValueError, EOFError):
+        return None
+    return ({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": shape},
+            content[stream.tell():])
+
+
+def _npy_with(header: dict, data: bytes) -> bytes:
+    import io
+
+    out = io.BytesIO()
+    try:
+        np.lib.format.write_array_header_1_0(out, header)
+    except ValueError:  # a header past 1.0's size limit
+        out = io.BytesIO()
+        np.lib.format.write_array_header_2_0(out, header)
+    return out.getvalue() + data
+
+
+def _mutate_member(member, rng: random.Random):
+    """One edit of one member: its header's shape or dtype, its data, its compression, flags or checksum."""
+    import zipfile
+
+    from tests.reliability import crafted_npz as npz
+
+    parts = _npy_parts(member.stored if member.method == zipfile.ZIP_STORED else b"")
+    roll = rng.random()
+    if parts is not None and roll < 0.45:
+        header, data = parts
+        if roll < 0.25 or not header["shape"]:
+            shape = list(header["shape"]) or [1]
+            shape[rng.randrange(len(shape))] = rng.choice(ODD_AXES)
+            if rng.random() < 0.2:
+                shape.append(rng.choice(ODD_AXES[:5]))
+            header["shape"] = tuple(shape)
+        else:
+            header["descr"] = rng.choice(ODD_DESCRS)
+            if isinstance(header["descr"], tuple):  # a subarray dtype, which the header can only state as text
+                header["descr"] = [("", header["descr"][0], header["descr"][1])]
+        if rng.random() < 0.3:
+            header["fortran_order"] = not header["fortran_order"]
+        content = _npy_with(header, data)
+        return npz.stored(member.name, content) if rng.random() < 0.7 else npz.deflated(member.name, content)
+    if roll < 0.6:  # the data: cut, grown or garbled
+        data = bytearray(member.stored)
+        if data and rng.random() < 0.5:
+            data[rng.randrange(len(data))] ^= 0xFF
+            return npz.Member(member.name, bytes(data), member.size, member.crc, member.method)
+        data = data[: rng.randrange(len(data) + 1)] if rng.random() < 0.5 else data + bytes(rng.randrange(1, 64))
+        return npz.Member(member.name, bytes(data), rng.choice([member.size, len(data)]), member.crc, member.method)
+    if roll < 0.75 and member.method == zipfile.ZIP_STORED:  # the same content, deflated
+        return npz.deflated(member.name, member.stored)
+    if roll < 0.85:  # what the archive declares: the sizes, the method, the flags
+        return npz.Member(member.name, member.stored, rng.choice([0, 1, member.size * 2, 2**31, 2**32 - 1]),
+                          member.crc, rng.choice([member.method, zipfile.ZIP_DEFLATED, 12, 14, 99]),
+                          rng.choice([0, 0, 1, 8]))
+    return npz.Member(member.name, member.stored, member.size, member.crc ^ rng.randrange(1, 2**32), member.method)
+
+
+def mutate_npz(members: list, rng: random.Random) -> list:
+    """1-3 random edits of a fitted file's members: headers, data, compression, names, the set of members,
+    the ``__meta__`` JSON (with the JSON mutations above), or a bomb in a member no command reads."""
+    from tests.reliability import crafted_npz as npz
+
+    members = list(members)
+    for _ in range(rng.randint(1, 3)):
+        roll, index = rng.random(), rng.randrange(len(members))
+        if roll < 0.45:
+            members[index] = _mutate_member(members[index], rng)
+        elif roll < 0.6:
+            meta = next((m for m in members if m.name == "__meta__"), None)
+            parts = _npy_parts(meta.stored) if meta is not None else None
+            if parts is not None:
+                text = np.frombuffer(parts[1], dtype=np.dtype(parts[0]["descr"])).item() if parts[1] else ""
+                try:
+                    value = mutate_json(json.loads(text), rng)
+                except ValueError:
+                    value = _odd_value(rng)
+                members[members.index(meta)] = npz.stored("__meta__", npz.npy_of(np.array(json.dumps(value))))
+        elif roll < 0.7:
+            del members[index]
+            if not members:
+                return members
+        elif roll < 0.78:
+            members.append(members[index])  # the same name twice
+        elif roll < 0.86:
+            name = rng.choice(["fitted__W", "fitted___x_", "fitted__zz_", "param__steps", "x", "proj_labels",
+                               "__meta__"])
+            members[index] = npz.Member(name, members[index].stored, members[index].size, members[index].crc,
+                                        members[index].method, members[index].flags)
+        elif roll < 0.93:
+            declared = rng.choice([(rng.choice(ODD_AXES[:8]),), (600, 2), (3, 2), (2**16, 300)])
+            members.append(npz.zero_bomb(rng.choice(["unused", "fitted__bomb_", "proj_images_after"]),
+                                         rng.choice(["f4", "u1"]), declared))
+        else:
+            members.append(npz.stored("huge", npz.npy("f8", (10**9, 10**3), bytes(8))))
+    return members
+
+
+def npz_case(work: Path, rng: random.Random, case: Path) -> None:
+    """A mutated fitted file beside a copy of the CMM record: what predict reads after encoding (the run's own
+    arrays, bounded by its cache, then its top classes) and the report's gap plot (projection, class names)."""
+    from cache import CacheReader, FeatureCache
+    from stages.fit.persist import FittedBounds, load_fitted
+    from stages.report.groups import RunGroup
+    from stages.report.plot_gap import gap_plots
+    from stages.shared.record import read_record
+    from tests.reliability import crafted_npz as npz
+
+    valid = next((work / "cmm_runs").rglob("shots*_seed*.json"))
+    folder = case / valid.parent.name
+    folder.mkdir()
+    record_path = folder / valid.name
+    shutil.copy(valid, record_path)
+    members = mutate_npz(npz.members_of(valid.with_suffix(".npz")), rng)
+    path = npz.write_npz(record_path.with_suffix(".npz"), members)
+    if rng.random() < 0.05:
+        path.write_bytes(path.read_bytes()[: rng.randrange(path.stat().st_size)])
+    cache = work / "c.h5"
+    features = FeatureCache(cache).features("test")
+
+    def predict() -> None:
+        fitted = load_fitted(path, FittedBounds.of_cache(CacheReader(cache)))
+        fitted.top_k(features, 3, source=path)
+
+    def report() -> None:
+        record = read_record(record_path)
+        group = RunGroup(model=record.model, weights=record.weights, method=record.method,
+                         method_label=record.method_label)
+        group.add(record)
+        warnings: list[str] = []
+        drawn = gap_plots(group, case / "plots", warnings.append)
+        assert len(drawn) in (0, 2) and not (drawn and warnings), (drawn, warnings)  # a picture, or one warning
+        assert all("\n" not in w for w in warnings), warnings
+
+    _all(predict, report)
+
+
 TARGETS: dict[str, Callable[[Path, random.Random, Path], None]] = {
-    "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case, "report": report_case}
+    "split": split_case, "subset": subset_case, "record": record_case, "cache": cache_case, "report": report_case,
+    "npz": npz_case}
 
 
 def archive_case(work: Path, rng: random.Random, case: Path) -> None:

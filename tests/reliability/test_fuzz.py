@@ -1,6 +1,7 @@
-"""Fuzz: random mutations of valid split files, subset files, run records and cache files end in success or a
-one-line user error; never another exception, a hang or unbounded memory. Records holding hostile text (newlines,
-NULs, formulas, Markdown, LaTeX) are refused or reported with nothing injected (fuzz_child.report_case).
+"""Fuzz: random mutations of valid split files, subset files, run records, cache files and fitted ``.npz``
+files end in success or a one-line user error; never another exception, a hang or unbounded memory. Records
+holding hostile text (newlines, NULs, formulas, Markdown, LaTeX) are refused or reported with nothing injected
+(fuzz_child.report_case).
 
 The loop runs in a child process (``fuzz_child.py``) whose data segment is capped at 2 GiB (``RLIMIT_DATA``:
 ``RLIMIT_AS`` cannot be used, torch maps more address space than that at import), with ``SIGALRM`` bounding
@@ -31,7 +32,7 @@ MEMORY_CAP = 2 * 1024**3
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    """Valid inputs: a split file with its images, a subset file, a run record (+ .npz), a cache."""
+    """Valid inputs: a split file with its images, a subset file, a run record (+ .npz), a CMM run, a cache."""
     work = tmp_path_factory.mktemp("fuzz")
     split = write_coop_dataset(work / "data", CLASSES, {"train": 4, "val": 1, "test": 2})
     shutil.copy(split, work / "split.json")
@@ -40,6 +41,9 @@ def work(tmp_path_factory) -> Path:
     shutil.copy(work / "cache" / CACHE_NAME, work / "c.h5")
     fit = run_cli("fit", "--cache", str(work / "c.h5"), "--runs-dir", str(work / "runs"), "--shots", "1",
                   "--seeds", "1", "--method", "linear_probe")
+    assert fit.exit_code == 0, fit.output
+    fit = run_cli("fit", "--cache", str(work / "c.h5"), "--runs-dir", str(work / "cmm_runs"), "--shots", "1",
+                  "--seeds", "1", "--method", "cmm")  # a fitted file with the gap plot's projection
     assert fit.exit_code == 0, fit.output
     labels = json.loads(split.read_text())
     write_subsets([r[1] for r in labels["train"]], [r[1] for r in labels["val"]], [2], [1], work)
@@ -58,7 +62,7 @@ def test_fuzzed_inputs_end_in_success_or_one_line_user_error(work):
     assert sum(summary["outcomes"].values()) + len(summary["failures"]) == CASES
     distinct = {f"{f['target']}: {f['error'][:50]}": f for f in summary["failures"]}  # one of each kind
     assert not summary["failures"], json.dumps(list(distinct.values())[:8], indent=1)
-    for target in ("split", "subset", "record", "cache", "report"):  # each target both succeeds and fails sometimes
+    for target in ("split", "subset", "record", "cache", "report", "npz"):  # each both succeeds and fails sometimes
         assert summary["outcomes"].get(f"{target}: user error", 0) > 0, summary["outcomes"]
         assert summary["outcomes"].get(f"{target}: ok", 0) > 0, summary["outcomes"]
 
