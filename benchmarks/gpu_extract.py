@@ -92,13 +92,15 @@ def photo_split(root: Path, count: int) -> Path:
     pictures = list(load_sample_images().images)
     try:
         import skimage.data as sk
-
-        for name in ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "hubble_deep_field"):
+    except ImportError:  # scikit-image is optional here
+        sk = None
+    for name in ("astronaut", "coffee", "chelsea", "rocket") if sk is not None else ():
+        try:  # bundled photographs; any that would need a download is skipped
             picture = getattr(sk, name)()
-            if picture.ndim == 3 and picture.shape[2] == 3:
-                pictures.append(picture)
-    except Exception:  # scikit-image is optional here
-        pass
+        except Exception:
+            continue
+        if picture.ndim == 3 and picture.shape[2] == 3:
+            pictures.append(picture)
     rng = np.random.default_rng(0)
     split: dict[str, list] = {"train": [], "val": [], "test": []}
     for i in range(count):
@@ -275,6 +277,7 @@ def main(models: str, images: int, photos: int, batch_size: int, precision: str,
                          "(or pass --device cpu for a smoke run of the script)")
     target = torch.device(device)
     workers = default_workers(device)
+    name = out_name or ("gpu_extract" if target.type == "cuda" else "gpu_extract_cpu_smoke")
     figures: dict[str, object] = {"card": torch.cuda.get_device_name(target) if target.type == "cuda" else "cpu (smoke run)",
                                   "driver_cuda": torch.version.cuda, "precision": precision, "batch_size": batch_size,
                                   "default_workers": workers, "models": {}}
@@ -307,12 +310,12 @@ def main(models: str, images: int, photos: int, batch_size: int, precision: str,
                                                          batch_size, target), 1)
         figures["models"][model] = row
         print(json.dumps({model: row}, indent=1), flush=True)
+        write_result(name, figures)  # kept if a later step runs out of time
     if photos:
         first = models.split(",")[0].strip()
         figures["feature_check"] = {"model": first, **feature_check(first, photos, work, device)}
         print(json.dumps(figures["feature_check"], indent=1), flush=True)
-    name = out_name or ("gpu_extract" if target.type == "cuda" else "gpu_extract_cpu_smoke")
-    write_result(name, figures)  # the extraction figures are kept even if a fit below runs out of time
+    write_result(name, figures)
     from stages.fit.methods import DEFAULT_METHODS
 
     figures["fit_classes"] = classes
