@@ -88,13 +88,15 @@ def every_method(tmp_path_factory):
     sweep = dict(shots=[2], seeds=[1], runs_dir=runs, train_views="aug", progress=lambda _: None)
     fit_runs(source, methods=list(METHODS), **sweep)
     for name in ABLATIONS:
-        fit_runs(source, methods=["cmm"], ablation={name: True}, **sweep)
+        fit_runs(source, methods=["cmm"], ablations=[{name: True}], **sweep)
     return sorted(runs.rglob("*.npz")), FittedBounds(classes=5, dim=16, templates=3, rows=20), source
 
 
 def test_every_method_loads_within_the_bounds_of_its_features(every_method):
+    from stages.fit.methods import ABLATIONS, METHODS
+
     paths, bounds, source = every_method
-    assert len(paths) == 8 + 6
+    assert len(paths) == len(METHODS) + len(ABLATIONS)  # every method and every ablation wrote one
     X = source.features("test")
     for path in paths:
         bounded, plain = load_fitted(path, bounds), load_fitted(path)

@@ -405,10 +405,10 @@ def mutate_npz(members: list, rng: random.Random) -> list:
             meta = next((m for m in members if m.name == "__meta__"), None)
             parts = _npy_parts(meta.stored) if meta is not None else None
             if parts is not None:
-                text = np.frombuffer(parts[1], dtype=np.dtype(parts[0]["descr"])).item() if parts[1] else ""
-                try:
+                try:  # the meta member may already be another member's bytes (an earlier edit renamed one)
+                    text = np.frombuffer(parts[1], dtype=np.dtype(parts[0]["descr"])).item() if parts[1] else ""
                     value = mutate_json(json.loads(text), rng)
-                except ValueError:
+                except (ValueError, TypeError):
                     value = _odd_value(rng)
                 members[members.index(meta)] = npz.stored("__meta__", npz.npy_of(np.array(json.dumps(value))))
         elif roll < 0.7:
@@ -436,7 +436,7 @@ def npz_case(work: Path, rng: random.Random, case: Path) -> None:
     arrays, bounded by its cache, then its top classes) and the report's gap plot (projection, class names)."""
     from cache import CacheReader, FeatureCache
     from stages.fit.persist import FittedBounds, load_fitted
-    from stages.report.groups import RunGroup
+    from stages.report.groups import group_records
     from stages.report.plot_gap import gap_plots
     from stages.shared.record import read_record
     from tests.reliability import crafted_npz as npz
@@ -458,12 +458,9 @@ def npz_case(work: Path, rng: random.Random, case: Path) -> None:
         fitted.top_k(features, 3, source=path)
 
     def report() -> None:
-        record = read_record(record_path)
-        group = RunGroup(model=record.model, weights=record.weights, method=record.method,
-                         method_label=record.method_label)
-        group.add(record)
+        (family,) = group_records([read_record(record_path)])
         warnings: list[str] = []
-        drawn = gap_plots(group, case / "plots", warnings.append)
+        drawn = gap_plots(family, case / "plots", warnings.append)
         assert len(drawn) in (0, 2) and not (drawn and warnings), (drawn, warnings)  # a picture, or one warning
         assert all("\n" not in w for w in warnings), warnings
 
