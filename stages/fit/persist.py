@@ -150,6 +150,9 @@ class FittedBounds:
                 sizes["classes"] = max(sizes["classes"], shape[0])
             elif name.startswith("image/") and name.endswith("/features") and len(shape) == 2:
                 sizes["rows"], sizes["dim"] = max(sizes["rows"], shape[0]), max(sizes["dim"], shape[1])
+            elif name.startswith("image/") and name.endswith("/aug_features") and len(shape) == 3:
+                # training rows with views: the images and every view of them (ProKeR's, CMM's support)
+                sizes["rows"], sizes["dim"] = max(sizes["rows"], (shape[0] + 1) * shape[1]), max(sizes["dim"], shape[2])
             elif name.startswith("text/") and name.endswith("/features") and len(shape) == 3:
                 sizes["templates"], sizes["dim"] = max(sizes["templates"], shape[1]), max(sizes["dim"], shape[2])
         return cls(**sizes)

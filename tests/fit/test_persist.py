@@ -89,7 +89,8 @@ def every_method(tmp_path_factory):
     fit_runs(source, methods=list(METHODS), **sweep)
     for name in ABLATIONS:
         fit_runs(source, methods=["cmm"], ablations=[{name: True}], **sweep)
-    return sorted(runs.rglob("*.npz")), FittedBounds(classes=5, dim=16, templates=3, rows=20), source
+    # rows: the 20 train images and their 2 views each (ProKeR keeps the shots and views as its support)
+    return sorted(runs.rglob("*.npz")), FittedBounds(classes=5, dim=16, templates=3, rows=(2 + 1) * 20), source
 
 
 def test_every_method_loads_within_the_bounds_of_its_features(every_method):
@@ -109,12 +110,12 @@ def test_an_array_beyond_the_bounds_is_refused_before_it_is_read(every_method, t
     paths, bounds, _ = every_method
     (cmm,) = [p for p in paths if p.parent.name == "cmm+aug"]
     wide = npz.replace(cmm, tmp_path / "wide.npz", "fitted__W_", npz.stored("fitted__W_", npz.npy(
-        "f4", (21, 16), bytes(21 * 16 * 4))))  # an axis longer than any of the four sizes
-    with pytest.raises(FitError, match=r"'fitted__W_': has shape \(21, 16\), more than a fit on its cache stores "
-                                       r"\(5 classes, 16 features, 3 templates, 20 images\)"):
+        "f4", (61, 16), bytes(61 * 16 * 4))))  # an axis longer than any of the four sizes
+    with pytest.raises(FitError, match=r"'fitted__W_': has shape \(61, 16\), more than a fit on its cache stores "
+                                       r"\(5 classes, 16 features, 3 templates, 60 images\)"):
         load_fitted(wide, bounds)
     extra = npz.members_of(cmm) + [npz.stored(f"fitted__x{i}_", npz.npy("f4", (16, 16), bytes(1024)))
-                                   for i in range(12)]  # each within the bounds, all together 4x past them
+                                   for i in range(24)]  # each within the bounds, all together 4x past them
     with pytest.raises(FitError, match=r"'fitted__x\d+_': has shape \(16, 16\), more than"):
         load_fitted(npz.write_npz(tmp_path / "many.npz", extra), bounds)
-    assert load_fitted(npz.write_npz(tmp_path / "some.npz", extra[:-8]), bounds).method == "cmm"
+    assert load_fitted(npz.write_npz(tmp_path / "some.npz", extra[:-14]), bounds).method == "cmm"
