@@ -33,7 +33,7 @@ status=0
 step() { [[ $what == all || $what == "$1" ]]; }
 if step tests; then
   echo "== pytest -m gpu"
-  $python -m pytest -q -m gpu -p no:cacheprovider -x tests/gpu tests/fit/test_proker_ape.py || status=1
+  $python -m pytest -q -m gpu -p no:cacheprovider tests/gpu tests/fit/test_proker_ape.py || status=1
 fi
 if step bench; then
   echo "== benchmarks/gpu_extract.py ${BENCH_ARGS:-}"
