@@ -22,9 +22,12 @@ from stages.extract.jpeg_header import device_decodable, read_header
 
 #: a file larger than this is left to Pillow (which reads it lazily) rather than read whole into memory
 MAX_ENCODED_BYTES = 64 * 2**20
+#: pixels decoded on the device at once (uint8 RGB: 192 MiB): a batch of large photos is done in parts
+MAX_DECODE_PIXELS = 64 * 2**20
 
-#: (kind, payload, error): ("jpeg", encoded bytes), ("rgb", uint8 (3, H, W) pixels) or ("bad", empty, message)
-Sample = tuple[str, torch.Tensor, str]
+#: (kind, payload, error, pixels): ("jpeg", encoded bytes, "", W x H), ("rgb", uint8 (3, H, W), "", W x H) or
+#: ("bad", empty, message, 0)
+Sample = tuple[str, torch.Tensor, str, int]
 _EMPTY = torch.zeros(0, dtype=torch.uint8)
 
 
@@ -34,8 +37,9 @@ def read_sample(load_image: Callable[[str], "object"], image_file: Path | None, 
         try:
             if image_file.stat().st_size <= MAX_ENCODED_BYTES:
                 data = image_file.read_bytes()
-                if device_decodable(read_header(data)):
-                    return "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8), ""
+                header = read_header(data)
+                if device_decodable(header):
+                    return "jpeg", torch.frombuffer(bytearray(data), dtype=torch.uint8), "", header.width * header.height
         except OSError:
             pass  # Pillow's attempt below names the problem the way --decode pil does
     return pillow_sample(load_image, relpath)
@@ -45,8 +49,24 @@ def pillow_sample(load_image: Callable[[str], "object"], relpath: str) -> Sample
     try:
         image = load_image(relpath)
     except BadImageError as exc:
-        return "bad", _EMPTY, str(exc)
-    return "rgb", torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous(), ""
+        return "bad", _EMPTY, str(exc), 0
+    pixels = torch.from_numpy(np.asarray(image, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+    return "rgb", pixels, "", image.width * image.height
+
+
+def pixel_chunks(samples: Sequence[Sample], budget: int | None = None) -> list[list[int]]:
+    """Consecutive runs of sample indices holding at most ``budget`` pixels each (one sample at least;
+    default ``MAX_DECODE_PIXELS``)."""
+    budget = MAX_DECODE_PIXELS if budget is None else budget
+    chunks: list[list[int]] = [[]]
+    held = 0
+    for i, sample in enumerate(samples):
+        if chunks[-1] and held + sample[3] > budget:
+            chunks.append([])
+            held = 0
+        chunks[-1].append(i)
+        held += sample[3]
+    return chunks if chunks[0] else []
 
 
 def as_list(batch: list[Sample]) -> list[Sample]:
@@ -62,14 +82,14 @@ def decode_samples(samples: Sequence[Sample], device: torch.device,
     goes to ``fallback(i)`` (Pillow), which decodes it or says why it cannot.
     """
     images: list[torch.Tensor | None] = [None] * len(samples)
-    errors = [error for _, _, error in samples]
-    jpegs = [i for i, (kind, _, _) in enumerate(samples) if kind == "jpeg"]
+    errors = [sample[2] for sample in samples]
+    jpegs = [i for i, sample in enumerate(samples) if sample[0] == "jpeg"]
     for i, image in zip(jpegs, _decode_jpegs([samples[i][1] for i in jpegs], device)):
         if image is None:
-            kind, payload, errors[i] = fallback(i)
+            kind, payload, errors[i], _ = fallback(i)
             image = payload.to(device, non_blocking=True) if kind == "rgb" else None
         images[i] = image
-    for i, (kind, payload, _) in enumerate(samples):
+    for i, (kind, payload, _, _) in enumerate(samples):
         if kind == "rgb":
             images[i] = payload.to(device, non_blocking=True)
     return images, errors
@@ -80,11 +100,11 @@ def _decode_jpegs(data: list[torch.Tensor], device: torch.device) -> list[torch.
         return []
     try:
         return list(decode_jpeg(data, mode=ImageReadMode.RGB, device=device))
-    except RuntimeError:  # one file the decoder refuses fails the batch: find it
+    except (RuntimeError, ValueError):  # one file the decoder refuses fails the batch: find it
         out: list[torch.Tensor | None] = []
         for one in data:
             try:
                 out.append(decode_jpeg(one, mode=ImageReadMode.RGB, device=device))
-            except RuntimeError:
+            except (RuntimeError, ValueError):
                 out.append(None)
         return out

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cache import BlockArray
 from stages.extract.datasets.base import DatasetReader
-from stages.extract.device_decode import as_list, decode_samples, pillow_sample, read_sample
+from stages.extract.device_decode import as_list, decode_samples, pillow_sample, pixel_chunks, read_sample
 from stages.extract.images import BadImageError
 from stages.extract.views import seeded, view_seed
 
@@ -83,18 +83,27 @@ class ImageSet(Dataset):
         return transform(image), ""
 
     def device_pixels(self, samples: Sequence, rows: Sequence[int], device: torch.device) -> tuple[torch.Tensor, list[str]]:
-        """The model's input for the worker ``samples`` of ``rows``, decoded and transformed on ``device``."""
-        images, errors = decode_samples(samples, device, lambda i: pillow_sample(self.reader.load_image,
-                                                                                   self.relpaths[rows[i]]))
-        good = [i for i, image in enumerate(images) if image is not None]
+        """The model's input for the worker ``samples`` of ``rows``, decoded and transformed on ``device``
+        (in parts of at most ``MAX_DECODE_PIXELS`` decoded pixels; a bad image's row is zeros)."""
         pixels = torch.zeros(len(samples), 3, self.image_size, self.image_size, device=device)
-        if good:
-            kept = [images[i] for i in good]
+        errors = [""] * len(samples)
+        for chunk in pixel_chunks(samples):
+            images, chunk_errors = decode_samples([samples[i] for i in chunk], device, lambda j: pillow_sample(
+                self.reader.load_image, self.relpaths[rows[chunk[j]]]))
+            good = [j for j, image in enumerate(images) if image is not None]
+            for j, error in zip(chunk, chunk_errors):
+                errors[j] = error
+            if not good:
+                continue
+            kept = [images[j] for j in good]
             if self.aug_seed is None:
-                pixels[good] = self.tensor_transform(kept)
+                done = self.tensor_transform(kept)
             else:
-                seeds = [view_seed(self.aug_seed, self.view, int(self.positions[rows[i]])) for i in good]
-                pixels[good] = self.tensor_transform(kept, seeds)
+                seeds = [view_seed(self.aug_seed, self.view, int(self.positions[rows[chunk[j]]])) for j in good]
+                done = self.tensor_transform(kept, seeds)
+            if len(good) == len(samples):  # the whole batch in one part, every image decoded
+                return done, errors
+            pixels[torch.as_tensor([chunk[j] for j in good], device=device)] = done
         return pixels, errors
 
 
@@ -146,8 +155,8 @@ def encode_jobs(model: torch.nn.Module, jobs: Sequence[ImageJob], runtime: Runti
         collate_fn=as_list if runtime.decode == "tensor" else None,
     )
     inputs = _model_inputs(plan, loader, runtime)
-    if runtime.decode == "tensor" and runtime.device.type == "cuda":
-        inputs = _one_batch_ahead(inputs)
+    if runtime.decode == "tensor":
+        inputs = _one_batch_ahead(inputs, runtime.device)
     skipped: list[str] = []
     pending: _Pending | None = None
     try:
@@ -184,34 +193,42 @@ def _model_inputs(plan: list, loader: DataLoader, runtime: Runtime) -> Iterator[
             yield job, block, pixels, list(errors)
 
 
-def _one_batch_ahead(inputs: Iterator[tuple], depth: int = 2) -> Iterator[tuple]:
-    """Prepare the next batches (decode, resize) on a side CUDA stream in a thread while the model runs.
+def _one_batch_ahead(inputs: Iterator[tuple], device: torch.device, depth: int = 2) -> Iterator[tuple]:
+    """Prepare the next batches (decode, resize) in a thread while the model runs on this one.
 
-    Decoding and resizing a batch is hundreds of small kernel launches; in the same thread as the model's
-    they would add their host time to it. The consumer's stream waits for each batch's event, never the host.
+    Decoding and resizing a batch on the device is hundreds of small launches; in the model's thread they would
+    add their host time to it. On CUDA the thread works on a side stream and each batch carries an event that
+    the model's stream waits for, never the host. The order of ``inputs`` is kept, an exception in the thread
+    is raised here, and closing this generator early stops the thread.
     """
-    side = torch.cuda.Stream()
+    cuda = device.type == "cuda"
+    side = torch.cuda.Stream(device) if cuda else None
     ready: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def hand_over(entry: tuple) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
-            with torch.cuda.stream(side):
+            with torch.cuda.stream(side) if cuda else contextlib.nullcontext():
                 for item in inputs:
-                    event = torch.cuda.Event()
-                    event.record(side)
-                    while not stop.is_set():
-                        try:
-                            ready.put((item, event), timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    event = None
+                    if cuda:
+                        event = torch.cuda.Event()
+                        event.record(side)
+                    if not hand_over((item, event)):
                         return
-        except BaseException as exc:  # handed to the consumer, raised there
-            ready.put((exc, None))
+        except BaseException as exc:  # raised in the consumer
+            hand_over((exc, None))
             return
-        ready.put((None, None))
+        hand_over((None, None))
 
     worker = threading.Thread(target=produce, name="decode-ahead", daemon=True)
     worker.start()
@@ -222,10 +239,11 @@ def _one_batch_ahead(inputs: Iterator[tuple], depth: int = 2) -> Iterator[tuple]
                 return
             if isinstance(item, BaseException):
                 raise item
-            job, block, pixels, errors = item
-            torch.cuda.current_stream().wait_event(event)
-            pixels.record_stream(torch.cuda.current_stream())
-            yield job, block, pixels, errors
+            if event is not None:
+                stream = torch.cuda.current_stream(device)
+                stream.wait_event(event)
+                item[2].record_stream(stream)  # the pixels, made on the side stream, are used on this one
+            yield item
     finally:
         stop.set()
         while worker.is_alive():

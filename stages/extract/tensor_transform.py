@@ -23,6 +23,8 @@ _FILTERS = {T.InterpolationMode.BICUBIC: "bicubic", T.InterpolationMode.BILINEAR
             T.InterpolationMode.LANCZOS: "lanczos", T.InterpolationMode.BOX: "box",
             T.InterpolationMode.HAMMING: "hamming"}
 _RGB_STEPS = {"_convert_to_rgb", "MaybeConvertMode"}  # decoded tensors are RGB already
+#: input pixels resized at once (float64 RGB: 384 MiB): a group of large images of one size is done in parts
+MAX_RESAMPLE_PIXELS = 16 * 2**20
 _TO_TENSOR_STEPS = {"ToTensor", "MaybeToTensor"}
 
 
@@ -47,10 +49,12 @@ class EvalTransform:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, image in enumerate(images):
             groups.setdefault(tuple(image.shape[-2:]), []).append(i)
-        for (height, width), members in groups.items():  # one resize per distinct size
-            stacked = torch.stack([images[i] for i in members])
-            for i, pixels in zip(members, self._geometry(stacked, height, width)):
-                out[i] = pixels
+        for (height, width), members in groups.items():  # one resize per distinct size (in bounded parts)
+            step = max(1, MAX_RESAMPLE_PIXELS // (height * width))
+            for first in range(0, len(members), step):
+                part = members[first:first + step]
+                for i, pixels in zip(part, self._geometry(torch.stack([images[i] for i in part]), height, width)):
+                    out[i] = pixels
         return normalise(torch.stack(out), self.mean, self.std)
 
     def _geometry(self, images: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -285,3 +285,47 @@ def test_a_bad_file_is_the_same_one_line_error_with_either_decoder(odd_dataset, 
 def test_fast_decode_is_a_pillow_option(odd_dataset, tmp_path):
     result = run_cli(*extract_args(odd_dataset, tmp_path / "cache", "--decode", "tensor", "--fast-decode"))
     assert result.exit_code != 0 and "--fast-decode" in error_line(result.output)
+
+
+# --- bounded device memory and the decode-ahead thread ------------------------------------------------------
+
+def test_pixel_chunks_bound_what_is_decoded_at_once():
+    from stages.extract.device_decode import pixel_chunks
+
+    samples = [("jpeg", None, "", area) for area in (40, 40, 30, 100, 0, 10)]
+    assert pixel_chunks(samples, budget=80) == [[0, 1], [2], [3], [4, 5]]
+    assert pixel_chunks(samples, budget=10**6) == [[0, 1, 2, 3, 4, 5]]
+    assert pixel_chunks([], budget=80) == []
+
+
+def test_a_batch_decoded_in_parts_gives_the_same_features(odd_dataset, tmp_path, monkeypatch):
+    from stages.extract import device_decode, tensor_transform
+
+    assert extract_with("tensor", odd_dataset, tmp_path / "whole").exit_code == 0
+    monkeypatch.setattr(device_decode, "MAX_DECODE_PIXELS", 160 * 120 * 2)  # two photos per part
+    monkeypatch.setattr(tensor_transform, "MAX_RESAMPLE_PIXELS", 160 * 120)  # one image per resize
+    assert extract_with("tensor", odd_dataset, tmp_path / "parts").exit_code == 0
+    whole, parts = FeatureCache(tmp_path / "whole" / CACHE_NAME), FeatureCache(tmp_path / "parts" / CACHE_NAME)
+    for split in ("train", "val", "test"):
+        np.testing.assert_array_equal(parts.features(split), whole.features(split))
+
+
+def test_the_decode_ahead_thread_keeps_order_raises_and_stops():
+    import threading
+
+    from stages.extract.encode import _one_batch_ahead
+
+    def batches(fail_at: int | None = None):
+        for i in range(6):
+            if i == fail_at:
+                raise ValueError(f"batch {i} is broken")
+            yield ("job", i, torch.zeros(1), [])
+
+    device = torch.device("cpu")
+    assert [item[1] for item in _one_batch_ahead(batches(), device)] == list(range(6))
+    with pytest.raises(ValueError, match="batch 3 is broken"):
+        list(_one_batch_ahead(batches(fail_at=3), device))
+    early = _one_batch_ahead(batches(), device)
+    assert next(early)[1] == 0
+    early.close()  # the consumer stops (an error in the model): the thread must end, not hang on a full queue
+    assert not [t for t in threading.enumerate() if t.name == "decode-ahead"]
