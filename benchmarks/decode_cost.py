@@ -1,5 +1,7 @@
-"""Decode + preprocess cost per image, exact (open_clip's preprocessing on a full decode) and fast (JPEG draft
-mode, ``extract --fast-decode``), and how far the fast path moves the image features.
+"""Decode + preprocess cost per image on the CPU: exact (open_clip's preprocessing on a full decode), fast (JPEG
+draft mode, ``extract --fast-decode``) and the tensor path of ``--decode tensor`` on the CPU (torchvision's
+libjpeg-turbo decode and Pillow's resampling as tensor operations); how far fast moves the image features, and
+whether the tensor path's pixels equal the exact ones.
 
     .venv/bin/python benchmarks/decode_cost.py                         # 500x375, 1000x750, 2000x1500 JPEGs
     .venv/bin/python benchmarks/decode_cost.py --sizes 1000x750 --images 16
@@ -26,11 +28,26 @@ from common import make_images, table, write_result
 def per_image_ms(paths: list[Path], preprocess, draft: int | None) -> float:
     from stages.extract.images import load_rgb
 
+    return _median_ms(paths, lambda p: preprocess(load_rgb(p, draft=draft)))
+
+
+def tensor_pixels(paths: list[Path], preprocess) -> torch.Tensor:
+    """The tensor path's model input on the CPU: decode_jpeg, then the model's transform as tensor operations."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    from stages.extract.tensor_transform import eval_transform
+
+    form = eval_transform(preprocess)
+    return form([decode_jpeg(torch.frombuffer(bytearray(p.read_bytes()), dtype=torch.uint8), mode=ImageReadMode.RGB)
+                 for p in paths])
+
+
+def _median_ms(paths: list[Path], work) -> float:
     runs = []
     for _ in range(3):
         start = time.perf_counter()
         for p in paths:
-            preprocess(load_rgb(p, draft=draft))
+            work(p)
         runs.append((time.perf_counter() - start) / len(paths) * 1000)
     return statistics.median(runs)
 
@@ -52,7 +69,9 @@ def main(sizes: str, images: int, model: str, work: Path) -> None:
         w, h = (int(v) for v in size.split("x"))
         paths = sorted(make_images(work / f"{size}-{images}", images, n_classes=1, size=(w, h)).glob("*/*.jpg"))
         exact_ms, fast_ms = per_image_ms(paths, prep, None), per_image_ms(paths, prep, draft)
+        tensor_ms = _median_ms(paths, lambda p: tensor_pixels([p], prep))
         exact = torch.stack([prep(load_rgb(p)) for p in paths])
+        tensor = tensor_pixels(paths, prep)
         fast = torch.stack([prep(load_rgb(p, draft=draft)) for p in paths])
         with torch.inference_mode():
             fe, ff = net.encode_image(exact), net.encode_image(fast)
@@ -62,7 +81,8 @@ def main(sizes: str, images: int, model: str, work: Path) -> None:
         decoded = load_rgb(paths[0], draft=draft).size
         rows.append({"size": size, "decoded_as": f"{decoded[0]}x{decoded[1]}", "images": len(paths),
                      "exact_ms": round(exact_ms, 2), "fast_ms": round(fast_ms, 2),
-                     "speedup": round(exact_ms / fast_ms, 2),
+                     "speedup": round(exact_ms / fast_ms, 2), "tensor_cpu_ms": round(tensor_ms, 2),
+                     "tensor_pixel_max_abs": round(float((exact - tensor).abs().max()), 6),
                      "pixel_max_abs": round(float((exact - fast).abs().max()), 4),
                      "cosine_min": float(cos.min()), "cosine_mean": float(cos.mean()),
                      "feature_max_abs": float((fe - ff).abs().max()), "feature_scale": float(fe.abs().max()),
