@@ -9,6 +9,7 @@ from stages.shared.errors import ReportError
 from stages.report.groups import Family, group_records
 from stages.report.index import index_path, write_index
 from stages.report.plot_common import have_matplotlib
+from stages.report.paired import paired_table
 from stages.report.published import PublishedSeries, load_published
 from stages.report.records import load_records
 from stages.shared.record import RECORD_GLOB
@@ -22,11 +23,11 @@ from stages.report.tables_shift import shift_table
 
 
 def build_tables(families: list[Family], published: list[PublishedSeries]) -> list[Table]:
-    """Every table, family by family: the headline (methods x shots over datasets), per-method accuracy, side by
-    side per shots, shift, gap, hyper-params."""
+    """Every table, family by family: the headline (methods x shots over datasets), CMM's paired differences,
+    per-method accuracy, side by side per shots, shift, gap, hyper-params."""
     tables: list[Table] = []
     for family in families:
-        tables += [t for t in (headline_table(family),) if t is not None]
+        tables += [t for t in (headline_table(family), paired_table(family)) if t is not None]
         tables += [method_table(g) for g in family.groups]
         tables += [t for k in compare_shots(family) if (t := compare_table(family, k, published)) is not None]
         tables += [t for t in (shift_table(family), gap_table(family)) if t is not None]

@@ -31,6 +31,10 @@ def write_index(out_dir: Path, runs_dir: Path, *, n_records: int, skipped: list[
         lines += ["## Headline", ""]
         for table in headlines:  # the Markdown table itself, one level down
             lines += ["#" + to_markdown(table).rstrip("\n"), ""]
+    paired = [t for t, _ in tables if t.meta.get("kind") == "paired"]
+    if paired:
+        lines += ["## CMM against each method (paired)", ""]
+        lines += [line for table in paired for line in ("#" + to_markdown(table).rstrip("\n"), "")]
     lines += ["Conventions:", "", f"- {STD_NOTE}.",
               "- A cell lacking a seed that its run group has elsewhere is shown as — with a footnote and is "
               "never averaged; an Average is given only where every row has a complete cell.",
