@@ -7,10 +7,16 @@ loss = CE(l, y) + lambda_tri * mean(max(0, d(v', T_y) - d(v', T_n) + margin)) + 
 ||T - T0||^2), n the closest wrong prototype, d the Euclidean distance between unit vectors, N the number of
 few-shot images. See docs method.md and the README's CMM section for why the defaults are what they are.
 
-Selection (``selection``):
-- ``"guarded"`` (default): a fixed schedule, the last step, and the fusion weight alpha moved from its
-  default only when a value of ``alpha_grid`` beats it on val by more than ``noise_z`` standard errors of the
-  paired val difference: a tiny val split cannot pick noise;
+Selection (``selection``): every rule but "search" trains a fixed schedule and keeps the last step, once per
+prior strength (``prior`` and ``prior_grid``), then scores every (prior, alpha in ``alpha_grid``) on val by its
+paired gain over zero-shot.
+- ``"one_se"`` (default): the one-standard-error rule. Zero-shot itself (alpha 0) is a candidate; the kept
+  candidate is the one that changes the fewest predictions from zero-shot (on train and val) among those whose
+  val gain is within ``noise_z`` standard errors of the best gain (``one_se_choice``). Why: a val split is a
+  small sample and may come from another distribution than test (CoOp's Pets val is 2 points harder than its
+  test); the error of a val gain grows with how far a candidate departs from zero-shot, and one that changes
+  nothing has none, so among the candidates val cannot tell from the best, the smallest change is the safest;
+- ``"guarded"`` (issue 10's default): the largest lower confidence bound of the val gain (``guarded_choice``);
 - ``"search"``: the previous behaviour: ``grid`` (e.g. the learning rate), the checkpoint (every
   ``eval_every`` steps, step 0 = zero-shot) and alpha all chosen by highest val accuracy;
 - ``"none"``: no validation data used at all.
@@ -32,7 +38,7 @@ from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_input
 from stages.fit.features import l2_normalize
 
 MAPS = ("residual", "plain")
-SELECTIONS = ("guarded", "search", "none")
+SELECTIONS = ("one_se", "guarded", "search", "none")
 
 #: What ``selection="search"`` (the previous default, ablation ``val_search``) searches on the few-shot val
 #: split, on top of the checkpoint and the fusion weight.
@@ -66,23 +72,51 @@ def triplet_loss(cos: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Ten
     return F.relu(dist[rows, y] - dist[rows, hardest] + margin).mean()
 
 
+def paired_gains(correct: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's val gain over zero-shot (the mean of its paired 0/1 differences) and that mean's standard
+    error, both in points. ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's."""
+    diff = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)[None]
+    n = diff.shape[1]
+    se = diff.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(diff))
+    return diff.mean(1) * 100.0, se * 100.0
+
+
+def _fewest_changes(eligible: np.ndarray, change: np.ndarray) -> int:
+    """The eligible candidate that changes fewest predictions from zero-shot (the first of equals)."""
+    return int(min(np.flatnonzero(eligible), key=lambda i: change[i]))
+
+
 def guarded_choice(correct: np.ndarray, reference: np.ndarray, change: np.ndarray,
                    noise_z: float) -> tuple[int, list[float]]:
     """The candidate whose val gain over zero-shot is largest at ``noise_z`` standard errors below its mean.
 
-    ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's 0/1 on the same images,
-    ``change`` (candidates,) the share of predictions each candidate changes from zero-shot (ties go to the
+    ``change`` (candidates,) is the share of predictions each candidate changes from zero-shot (ties go to the
     smaller change). A gain is counted only as far as the val split can vouch for it (the lower confidence
     bound of the paired difference), so where val is tiny and gains are noise, the candidate closest to
     zero-shot wins; where val is large or gains are clear, the best one does. Returns the index and every
     candidate's bound (in points).
     """
-    diff = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)[None]
-    n = diff.shape[1]
-    se = diff.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(diff))
-    bound = (diff.mean(1) - noise_z * se) * 100.0
-    keep = int(min(np.flatnonzero(bound >= bound.max() - 1e-9), key=lambda i: change[i]))
-    return keep, [float(b) for b in bound]
+    gain, se = paired_gains(correct, reference)
+    bound = gain - noise_z * se
+    return _fewest_changes(bound >= bound.max() - 1e-9, change), [float(b) for b in bound]
+
+
+def one_se_choice(correct: np.ndarray, reference: np.ndarray, change: np.ndarray,
+                  n_se: float) -> tuple[int, float]:
+    """The candidate that changes fewest predictions from zero-shot among those whose val gain is within ``n_se``
+    standard errors of the best gain: the one-standard-error rule, with the departure from zero-shot as the
+    complexity.
+
+    The best is the largest gain (ties to the smaller change) and its standard error that of its paired
+    differences, so the band is as wide as val's uncertainty about the best. With zero-shot among the
+    candidates (gain 0, change 0), it is kept whenever the best gain is within ``n_se`` standard errors of 0:
+    no gain that val cannot vouch for is taken. Every kept candidate is at least as close to zero-shot as
+    ``guarded_choice``'s. Returns the index and the threshold (the best gain minus ``n_se`` errors, in points).
+    """
+    gain, se = paired_gains(correct, reference)
+    best = _fewest_changes(gain >= gain.max() - 1e-9, change)
+    threshold = float(gain[best] - n_se * se[best])
+    return _fewest_changes(gain >= threshold - 1e-9, change), threshold
 
 
 class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
@@ -100,8 +134,9 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         the shots, the closer CMM stays to zero-shot).
     alpha : weight of l_cmm in the fused logits (while training, and the default at prediction).
     alpha_grid : fusion weights tried on the validation data after training (the logits decompose).
-    selection : "guarded", "search" or "none" (module docstring).
-    noise_z : how many standard errors of the paired val difference a choice must gain ("guarded").
+    selection : "one_se", "guarded", "search" or "none" (module docstring).
+    noise_z : how many standard errors of the paired val gain: below the best gain, the band of candidates
+        val cannot tell from it ("one_se"); below a candidate's gain, its lower bound ("guarded").
     train_prototypes : False freezes T = T0 (ablation).
     map : "residual" (v + vW, W = 0) or "plain" (vW, W = I; ablation).
     bias : add a trainable bias to the mapped feature (ablation).
@@ -118,7 +153,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                  proto_lr_scale: float = 1.0, steps: int = 100, batch_size: int = 256, lambda_tri: float = 1.0,
                  margin: float = 0.1, prior: float = 100.0, prior_grid: Sequence[float] | None = (10.0, 1.0),
                  alpha: float = 1.0, alpha_grid: Sequence[float] | None = (0.1, 0.25, 0.5, 1.0, 2.0),
-                 selection: str = "guarded", noise_z: float = 1.0, train_prototypes: bool = True,
+                 selection: str = "one_se", noise_z: float = 1.0, train_prototypes: bool = True,
                  map: str = "residual", bias: bool = False, fusion: bool = True, weight_decay: float = 0.0,
                  eval_every: int = 12,
                  grid: Mapping[str, Sequence] | None = None, random_state: int = 0, device: str = "cpu") -> None:
@@ -158,7 +193,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             raise FitError(f"CMMClassifier: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         if self.selection == "search" and self.grid and data.has_val:
             return self._fit_grid(data)
-        if self.selection == "guarded" and data.has_val:
+        if self.selection in ("one_se", "guarded") and data.has_val:
             return self._fit_guarded(data)
         with self._threads(data):
             self._fit_one(data)
@@ -179,14 +214,19 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         return self
 
     def _fit_guarded(self, data: FitData) -> CMMClassifier:
-        """One fit per prior strength, then every (prior, alpha) scored on val and chosen by the lower confidence
-        bound of its gain over zero-shot (``guarded_choice``)."""
+        """One fit per prior strength, then every (prior, alpha) scored on val by its paired gain over zero-shot
+        and chosen by ``one_se_choice`` ("one_se", where zero-shot itself, alpha 0, is a candidate too) or
+        ``guarded_choice`` ("guarded")."""
         priors = [float(self.prior)] + [float(p) for p in (self.prior_grid or ()) if float(p) != float(self.prior)]
         alphas = self._alphas()
         fits, candidates, correct, change = [], [], [], []
         s = float(self.logit_scale)
         zs_val_logits, zs_train_logits = (s * l2_normalize(X) @ data.T0.T for X in (data.X_val, data.X))
         zs_val, zs_train = zs_val_logits.argmax(1), zs_train_logits.argmax(1)
+        if self.selection == "one_se" and self.fusion:
+            correct.append(zs_val == data.y_val)
+            change.append(0.0)
+            candidates.append((0, priors[0], 0.0))
         for prior in priors:
             fit = clone(self).set_params(prior=prior, prior_grid=None, selection="none")
             with self._threads(data):
@@ -199,22 +239,32 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                 change.append(np.concatenate([val_pred != zs_val, train_pred != zs_train]).mean())
                 candidates.append((len(fits), prior, a))
             fits.append(fit)
-        keep, bound = guarded_choice(np.stack(correct), zs_val == data.y_val, np.array(change), float(self.noise_z))
+        correct, change, reference = np.stack(correct), np.array(change), zs_val == data.y_val
+        z = float(self.noise_z)
+        gain, se = paired_gains(correct, reference)
+        search: dict = {"grid": {"prior": priors, "alpha": alphas}, "selected_on": "val"}
+        if self.selection == "one_se":
+            keep, threshold = one_se_choice(correct, reference, change, z)
+            search["rule"] = (f"fewest predictions changed from zero-shot (val and train) among the candidates whose "
+                              f"val gain over zero-shot is within {z:g} standard errors of the best gain "
+                              "(one-standard-error rule); zero-shot itself (alpha 0) is a candidate")
+            search["threshold"] = threshold
+        else:
+            keep, _ = guarded_choice(correct, reference, change, z)
+            search["rule"] = (f"largest val gain over zero-shot minus {z:g} standard errors of the paired difference; "
+                              "ties to the candidate that changes fewest predictions (val and train) from zero-shot")
         index, prior, alpha = candidates[keep]
         self._adopt(fits[index])
-        accuracy = np.stack(correct).mean(1) * 100.0
+        accuracy = correct.mean(1) * 100.0
         self.alpha_, self.val_top1_ = float(alpha), float(accuracy[keep])
         self.val_curve_ = [[self.best_step_, self.val_top1_]]
         self.hyperparameters_ = {**self.hyperparameters_, "prior": prior, "alpha": self.alpha_,
-                                 "selection": "guarded"}
+                                 "selection": self.selection}
         self.search_ = {
-            "grid": {"prior": priors, "alpha": alphas}, "selected_on": "val",
-            "rule": f"largest val gain over zero-shot minus {self.noise_z:g} standard errors of the paired difference; "
-                    "ties to the candidate that changes fewest predictions (val and train) from zero-shot",
-            "zero_shot_val_top1": float(np.mean(zs_val == data.y_val) * 100.0),
-            "candidates": [{"prior": p, "alpha": a, "val_top1": float(acc), "gain_bound": bd,
-                            "changed_vs_zero_shot": float(ch)}
-                           for (_, p, a), acc, bd, ch in zip(candidates, accuracy, bound, change)]}
+            **search, "zero_shot_val_top1": float(np.mean(reference) * 100.0),
+            "candidates": [{"prior": p, "alpha": a, "val_top1": float(acc), "val_gain": float(g), "gain_se": float(e),
+                            "gain_bound": float(g - z * e), "changed_vs_zero_shot": float(ch)}
+                           for (_, p, a), acc, g, e, ch in zip(candidates, accuracy, gain, se, change)]}
         return self
 
     def _adopt(self, fitted: CMMClassifier) -> None:

@@ -8,7 +8,8 @@ import torch
 from sklearn.base import clone
 
 from stages.shared.errors import FitError
-from stages.fit.cmm import DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, guarded_choice, triplet_loss
+from stages.fit.cmm import (DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, guarded_choice, one_se_choice,
+                            triplet_loss)
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.gap import gap_metrics
 from tests.fit.conftest import few_shot_split
@@ -21,7 +22,7 @@ def data(gap_source):
 
 @pytest.fixture(scope="module")
 def fitted(gap_source, data):
-    """The default: fixed schedule, prior strengths x fusion weights chosen by their val gain's lower bound."""
+    """The default: fixed schedule, prior strengths x fusion weights chosen by the one-standard-error rule."""
     model = CMMClassifier(gap_source.text["coop"], random_state=1)
     return model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
 
@@ -59,11 +60,30 @@ def test_map_shrinks_the_modality_gap(gap_source, data, model, shrink, request):
 
 def test_default_choices_are_recorded_and_made_on_val(fitted, data):
     hp, search = fitted.hyperparameters_, fitted.search_
-    assert search["selected_on"] == "val" and hp["selection"] == "guarded"
+    assert search["selected_on"] == "val" and hp["selection"] == "one_se"
     assert hp["prior"] in search["grid"]["prior"] and hp["alpha"] in search["grid"]["alpha"]
-    kept = [c for c in search["candidates"] if (c["prior"], c["alpha"]) == (hp["prior"], hp["alpha"])]
-    assert kept and kept[0]["gain_bound"] == max(c["gain_bound"] for c in search["candidates"])
+    candidates = search["candidates"]
+    assert len(candidates) == 1 + len(search["grid"]["prior"]) * len(search["grid"]["alpha"])
+    assert candidates[0]["alpha"] == 0 and candidates[0]["val_gain"] == 0 == candidates[0]["changed_vs_zero_shot"]
+    best = max(candidates, key=lambda c: c["val_gain"])
+    assert search["threshold"] == pytest.approx(best["val_gain"] - best["gain_se"])
+    eligible = [c for c in candidates if c["val_gain"] >= search["threshold"] - 1e-9]
+    kept = [c for c in candidates if (c["prior"], c["alpha"]) == (hp["prior"], hp["alpha"])]
+    assert kept[0] in eligible
+    assert kept[0]["changed_vs_zero_shot"] == min(c["changed_vs_zero_shot"] for c in eligible)
     assert fitted.val_top1_ == pytest.approx(100 * fitted.score(data["X_val"], data["y_val"]))
+    for c in candidates:
+        assert c["gain_bound"] == pytest.approx(c["val_gain"] - c["gain_se"])
+        assert c["val_gain"] == pytest.approx(c["val_top1"] - search["zero_shot_val_top1"])
+
+
+def test_previous_guarded_rule_stays_reachable(gap_source, data):
+    model = CMMClassifier(gap_source.text["coop"], random_state=1, selection="guarded")
+    model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    hp, candidates = model.hyperparameters_, model.search_["candidates"]
+    assert hp["selection"] == "guarded" and all(c["alpha"] > 0 for c in candidates)   # no zero-shot candidate
+    kept = [c for c in candidates if (c["prior"], c["alpha"]) == (hp["prior"], hp["alpha"])]
+    assert kept[0]["gain_bound"] == max(c["gain_bound"] for c in candidates)
 
 
 def test_searched_choices_are_recorded_and_made_on_val(searched):
@@ -88,6 +108,40 @@ def test_guarded_choice_counts_a_gain_only_as_far_as_val_vouches_for_it():
     assert keep == 2
     keep, _ = guarded_choice(np.stack([same, same.copy()]), reference, np.array([0.2, 0.05]), 1.0)
     assert keep == 1                                     # ties go to the smaller change from zero-shot
+
+def votes(n: int, fixes: int, breaks: int, start: int = 0) -> np.ndarray:
+    """0/1 correctness on ``n`` val images of a candidate that, against a zero-shot reference right on the first
+    ``n - 40`` images, breaks ``breaks`` of those and fixes ``fixes`` of the last 40 (from ``start``)."""
+    out = np.array([1] * (n - 40) + [0] * 40)
+    out[:breaks] = 0
+    out[n - 40 + start:n - 40 + start + fixes] = 1
+    return out
+
+
+def test_one_se_rule_keeps_the_smaller_change_val_cannot_tell_from_the_best():
+    """200 val images. Large: +12 fixed, 4 broken (gain 4.0, se 1.99); small: +6, none broken (gain 3.0, se 1.21).
+    The lower bounds are 2.01 and 1.79, so the old rule takes the large change; 3.0 is within one standard error
+    of 4.0, so the one-SE rule keeps the small one."""
+    reference = votes(200, 0, 0)
+    large, small = votes(200, 12, 4), votes(200, 6, 0)
+    correct, change = np.stack([reference, large, small]), np.array([0.0, 0.2, 0.05])
+    old, bound = guarded_choice(correct[1:], reference, change[1:], 1.0)
+    assert old == 0 and bound[0] == pytest.approx(4.0 - 100 * np.std(large - reference, ddof=1) / np.sqrt(200))
+    keep, threshold = one_se_choice(correct, reference, change, 1.0)
+    assert keep == 2 and threshold == pytest.approx(bound[0])
+
+
+def test_one_se_rule_takes_a_clear_gain_and_keeps_zero_shot_without_one():
+    reference = votes(200, 0, 0)
+    clear, small = votes(200, 30, 0), votes(200, 6, 0)          # +15 vs +3: val tells them apart
+    keep, _ = one_se_choice(np.stack([reference, clear, small]), reference, np.array([0.0, 0.2, 0.05]), 1.0)
+    assert keep == 1
+    noise = votes(200, 3, 2)                                     # +0.5, se 1.1: nothing val can vouch for
+    keep, threshold = one_se_choice(np.stack([reference, noise]), reference, np.array([0.0, 0.02]), 1.0)
+    assert keep == 0 and threshold < 0
+    keep, _ = one_se_choice(np.stack([reference, noise]), reference, np.array([0.0, 0.02]), 0.0)
+    assert keep == 1                                             # zero errors of slack: the best itself
+
 
 def test_step_zero_is_zero_shot(gap_source, data):
     model = CMMClassifier(gap_source.text["coop"], steps=0).fit(data["X"], data["y"])
