@@ -14,7 +14,8 @@ paired gain over zero-shot.
   candidate whose val gain is within ``noise_z`` standard errors of the best gain (``band_members``); the
   model kept is the mean of their fused logits, which is zero-shot plus a weighted sum of the CMM terms of the
   (at most three) fits in the band. When the best gain is within ``noise_z`` standard errors of 0, val
-  vouches for no gain and zero-shot is kept. Why: a val split is a small sample and may come from another
+  vouches for no gain and zero-shot is kept (without fusion, which has no zero-shot term, the best candidate).
+  Why: a val split is a small sample and may come from another
   distribution than test (CoOp's Pets val is 2 points harder than its test); picking the single best of a
   band that val cannot order follows its noise and its shift, averaging the band does not bet on either and
   keeps what the candidates agree on (model averaging; measured against the alternatives in BENCHMARKS.md);
@@ -246,6 +247,8 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         search: dict = {"grid": {"prior": priors, "alpha": alphas}, "selected_on": "val"}
         if self.selection == "average":
             members, threshold = band_members(correct, reference, z)
+            if not len(members) and not self.fusion:  # no zero-shot to fall back on: the best candidate alone
+                members = np.array([int(np.argmax(gain))])
             weights = np.zeros(len(fits))  # the band's mean logits: zero-shot + sum_f weights[f] l_cmm of fit f
             for i in members:
                 weights[candidates[i][0]] += candidates[i][2] / len(members)

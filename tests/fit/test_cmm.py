@@ -98,6 +98,15 @@ def test_the_average_is_the_mean_of_the_band_logits_and_survives_saving(gap_sour
     assert len(again.extra_alpha_) == 0          # a refit as a single fit keeps no term of the earlier average
 
 
+def test_average_without_fusion_never_degenerates(gap_source, data):
+    """No zero-shot term to fall back on: with no gain val vouches for, the best candidate alone is kept."""
+    model = CMMClassifier(gap_source.text["coop"], fusion=False, steps=10, noise_z=1e6)
+    model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    kept = [c for c in model.search_["candidates"] if c["kept"]]
+    assert len(kept) == 1 and kept[0]["val_gain"] == max(c["val_gain"] for c in model.search_["candidates"])
+    assert model.alpha_ == 1.0 and len(set(model.predict(data["X_test"]))) > 1
+
+
 def test_previous_guarded_rule_stays_reachable(gap_source, data):
     model = CMMClassifier(gap_source.text["coop"], random_state=1, selection="guarded")
     model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
