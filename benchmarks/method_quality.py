@@ -1,14 +1,21 @@
-"""Every method on the calibrated regimes, through ``fit_runs``: test top-1, mean and std over seeds.
+"""Every method on the calibrated regimes, through ``fit_runs``: test top-1 per shot count (mean ± std over seeds),
+and CMM's paired differences against every other method over the (regime, shots, seed) triples.
 
-    .venv/bin/python benchmarks/method_quality.py                                   # everything below
-    .venv/bin/python benchmarks/method_quality.py --regimes imagenet_like --shots 1,2 \
-        --out benchmarks/results/method_quality_imagenet.json                      # ImageNet-like, 1-2 shots
+    .venv/bin/python benchmarks/method_quality.py            # everything below (BENCHMARKS.md: its time)
+    .venv/bin/python benchmarks/method_quality.py --quick    # seed 1, shots 1, 4, 16, without imagenet_like
+    .venv/bin/python benchmarks/method_quality.py --regimes weak --runs-dir runs_mq   # in pieces: records kept,
+    .venv/bin/python benchmarks/method_quality.py --runs-dir runs_mq                  # then the rest and the tables
 
-Regimes: the three of ``stages/fit/regimes.py`` calibrated to real CLIP ViT-B/32 geometry (Pets-25-like,
-Caltech-64-like, ImageNet-1000-like; their figures are printed first) and the weak-zero-shot generator
-``make_clip_like`` (50 classes, D = 256) used by the tests. ``fit_runs`` does what ``pipeline fit`` does:
-CoOp's sampling (val = min(K, 4) per class), every choice on val, test read only to score. Writes
-benchmarks/results/method_quality.json and prints Markdown tables (the ones in BENCHMARKS.md).
+Regimes: the calibrated ones of ``stages/fit/regimes.py`` (Pets-25-like, Caltech-64-like, ImageNet-1000-like, and
+Pets-25 with its val split harder than test; their figures are printed first) and the weak-zero-shot generator
+``make_clip_like`` (50 classes, D = 256) used by the tests. Methods: every one of ``stages.fit.methods.METHODS``
+(so a method added there appears here) and CMM's previous selection (``cmm+val_search``). ``fit_runs`` does what
+``pipeline fit`` does: CoOp's sampling (val = min(K, 4) per class), every choice on val, test read only to
+score; with ``--runs-dir`` the records stay there and a rerun fits only what is missing (so the full run can be
+done in pieces, each reported with its own time). imagenet_like runs at ``--imagenet-shots`` (1, 2: what the real ImageNet figures cover; 1000 classes at
+16 shots would take most methods minutes per fit). The paired table is the report's own
+(``stages/report/paired.py``), with the regimes as its datasets. Writes benchmarks/results/method_quality.json
+and prints Markdown tables (the ones in BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,12 +29,17 @@ from pathlib import Path
 import numpy as np
 
 from common import machine  # benchmarks/common.py
-from stages.fit.regimes import REAL_FIGURES, REGIMES, geometry, make_regime
+from stages.fit.methods import METHODS
+from stages.fit.regimes import REAL_FIGURES, REAL_VAL_ZERO_SHOT, REGIMES, geometry, make_regime
 from stages.fit.run import fit_runs
 from stages.fit.synthetic import make_clip_like
+from stages.report.groups import group_records
+from stages.report.paired import paired_table
+from stages.report.records import load_records
+from stages.report.render import to_json, to_markdown
 
 RESULTS = Path(__file__).parent / "results" / "method_quality.json"
-METHODS = "cmm,cmm+val_search,zero_shot,linear_probe,tip_adapter,tip_adapter_f,gda,lp_pp"
+LABELS = (*METHODS, "cmm+val_search")
 
 
 def source_for(regime: str):
@@ -38,12 +50,12 @@ def source_for(regime: str):
     return make_regime(regime, seed=0)
 
 
-def run_regime(regime: str, methods: list[str], shots: list[int], seeds: list[int], runs_dir: Path) -> dict:
-    """{label: {shots: [test top-1 per seed]}} and seconds per label."""
+def run_regime(regime: str, labels: list[str], shots: list[int], seeds: list[int], runs_dir: Path) -> dict:
+    """{label: {shots: [test top-1 per seed]}} and seconds per label; the records stay in ``runs_dir``."""
     source = source_for(regime)
     scores: dict[str, dict[int, list[float]]] = {}
     seconds: dict[str, float] = {}
-    for label in methods:
+    for label in labels:
         method, _, ablation = label.partition("+")
         started = time.perf_counter()
         paths = fit_runs(source, methods=[method], shots=shots, seeds=seeds, runs_dir=runs_dir,
@@ -71,30 +83,49 @@ def markdown(regime: str, result: dict, shots: list[int]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--regimes", default=",".join([*REGIMES, "weak"]))
-    parser.add_argument("--methods", default=METHODS)
+    parser.add_argument("--methods", default=",".join(LABELS), help="method labels (default: %(default)s)")
     parser.add_argument("--shots", default="1,2,4,8,16")
+    parser.add_argument("--imagenet-shots", default="1,2", help="shots of imagenet_like (default: %(default)s)")
     parser.add_argument("--seeds", default="1,2,3")
+    parser.add_argument("--quick", action="store_true", help="seed 1, shots 1,4,16, without imagenet_like")
+    parser.add_argument("--runs-dir", help="keep the run records here (default: a temporary folder)")
     parser.add_argument("--out", default=str(RESULTS), help="results JSON (default: %(default)s)")
     args = parser.parse_args()
-    shots = [int(s) for s in args.shots.split(",")]
+    regimes = args.regimes.split(",")
+    if args.quick:
+        args.seeds, args.shots = "1", "1,4,16"
+        regimes = [r for r in regimes if r != "imagenet_like"]
     seeds = [int(s) for s in args.seeds.split(",")]
-    methods = args.methods.split(",")
-    out: dict = {"machine": machine(), "shots": shots, "seeds": seeds, "regimes": {}}
-    for regime in args.regimes.split(","):
-        if regime in REGIMES:
-            figures = geometry(make_regime(regime, seed=0))
-            print(f"{regime} geometry (synthetic / real):")
-            for name, value in figures.items():
-                print(f"  {name:20s} {value:8.3f}  {REAL_FIGURES[regime][name]:8.3f}")
-            out["regimes"].setdefault(regime, {})["geometry"] = figures
-        with tempfile.TemporaryDirectory() as runs_dir:
-            result = run_regime(regime, methods, shots, seeds, Path(runs_dir))
-        out["regimes"].setdefault(regime, {}).update(result)
-        print(markdown(regime, result, shots) + "\n", flush=True)
+    labels = args.methods.split(",")
+    out: dict = {"machine": machine(), "seeds": seeds, "methods": labels, "regimes": {}}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        runs_dir = Path(args.runs_dir or tmp)
+        for regime in regimes:
+            shots = [int(s) for s in (args.imagenet_shots if regime == "imagenet_like" else args.shots).split(",")]
+            if regime in REGIMES:
+                source = make_regime(regime, seed=0)
+                figures = {split: geometry(source, split) for split in ("test", "val")}
+                print(f"{regime} geometry (synthetic / real):")
+                for name, value in figures["test"].items():
+                    print(f"  {name:20s} {value:8.3f}  {REAL_FIGURES[regime][name]:8.3f}")
+                real_val = REAL_VAL_ZERO_SHOT.get(regime)
+                print(f"  {'val zero_shot_top1':20s} {figures['val']['zero_shot_top1']:8.3f}  "
+                      + (f"{real_val:8.3f}" if real_val is not None else "       —"))
+                out["regimes"].setdefault(regime, {})["geometry"] = figures
+            result = run_regime(regime, labels, shots, seeds, runs_dir)
+            out["regimes"].setdefault(regime, {}).update(result, shots=shots)
+            print(markdown(regime, result, shots) + "\n", flush=True)
+        records, _ = load_records(runs_dir, print)
+    tables = [t for family in group_records(records) if (t := paired_table(family)) is not None]
+    for table in tables:
+        print(to_markdown(table))
+    out["paired"] = [json.loads(to_json(t)) for t in tables]
+    out["minutes"] = (time.perf_counter() - started) / 60
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    print(f"wrote {path} ({out['minutes']:.1f} min)")
 
 
 if __name__ == "__main__":

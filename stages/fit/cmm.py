@@ -7,10 +7,19 @@ loss = CE(l, y) + lambda_tri * mean(max(0, d(v', T_y) - d(v', T_n) + margin)) + 
 ||T - T0||^2), n the closest wrong prototype, d the Euclidean distance between unit vectors, N the number of
 few-shot images. See docs method.md and the README's CMM section for why the defaults are what they are.
 
-Selection (``selection``):
-- ``"guarded"`` (default): a fixed schedule, the last step, and the fusion weight alpha moved from its
-  default only when a value of ``alpha_grid`` beats it on val by more than ``noise_z`` standard errors of the
-  paired val difference: a tiny val split cannot pick noise;
+Selection (``selection``): every rule but "search" trains a fixed schedule and keeps the last step, once per
+prior strength (``prior`` and ``prior_grid``), then scores every (prior, alpha in ``alpha_grid``) on val by its
+paired gain over zero-shot.
+- ``"average"`` (default): the average of the candidates val cannot tell from the best. The band is every
+  candidate whose val gain is within ``noise_z`` standard errors of the best gain (``band_members``); the
+  model kept is the mean of their fused logits, which is zero-shot plus a weighted sum of the CMM terms of the
+  (at most three) fits in the band. When the best gain is within ``noise_z`` standard errors of 0, val
+  vouches for no gain and zero-shot is kept (without fusion, which has no zero-shot term, the best candidate).
+  Why: a val split is a small sample and may come from another
+  distribution than test (CoOp's Pets val is 2 points harder than its test); picking the single best of a
+  band that val cannot order follows its noise and its shift, averaging the band does not bet on either and
+  keeps what the candidates agree on (model averaging; measured against the alternatives in BENCHMARKS.md);
+- ``"guarded"`` (issue 10's default): the largest lower confidence bound of the val gain (``guarded_choice``);
 - ``"search"``: the previous behaviour: ``grid`` (e.g. the learning rate), the checkpoint (every
   ``eval_every`` steps, step 0 = zero-shot) and alpha all chosen by highest val accuracy;
 - ``"none"``: no validation data used at all.
@@ -18,6 +27,7 @@ Selection (``selection``):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -32,7 +42,7 @@ from stages.fit.estimator import FitData, LogitsClassifierMixin, check_fit_input
 from stages.fit.features import l2_normalize
 
 MAPS = ("residual", "plain")
-SELECTIONS = ("guarded", "search", "none")
+SELECTIONS = ("average", "guarded", "search", "none")
 
 #: What ``selection="search"`` (the previous default, ablation ``val_search``) searches on the few-shot val
 #: split, on top of the checkpoint and the fusion weight.
@@ -66,23 +76,44 @@ def triplet_loss(cos: torch.Tensor, y: torch.Tensor, margin: float) -> torch.Ten
     return F.relu(dist[rows, y] - dist[rows, hardest] + margin).mean()
 
 
+def paired_gains(correct: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each candidate's val gain over zero-shot (the mean of its paired 0/1 differences) and that mean's standard
+    error, both in points. ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's."""
+    diff = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)[None]
+    n = diff.shape[1]
+    se = diff.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(diff))
+    return diff.mean(1) * 100.0, se * 100.0
+
+
 def guarded_choice(correct: np.ndarray, reference: np.ndarray, change: np.ndarray,
                    noise_z: float) -> tuple[int, list[float]]:
     """The candidate whose val gain over zero-shot is largest at ``noise_z`` standard errors below its mean.
 
-    ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's 0/1 on the same images,
-    ``change`` (candidates,) the share of predictions each candidate changes from zero-shot (ties go to the
+    ``change`` (candidates,) is the share of predictions each candidate changes from zero-shot (ties go to the
     smaller change). A gain is counted only as far as the val split can vouch for it (the lower confidence
     bound of the paired difference), so where val is tiny and gains are noise, the candidate closest to
     zero-shot wins; where val is large or gains are clear, the best one does. Returns the index and every
     candidate's bound (in points).
     """
-    diff = np.asarray(correct, dtype=np.float64) - np.asarray(reference, dtype=np.float64)[None]
-    n = diff.shape[1]
-    se = diff.std(1, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(diff))
-    bound = (diff.mean(1) - noise_z * se) * 100.0
+    gain, se = paired_gains(correct, reference)
+    bound = gain - noise_z * se
     keep = int(min(np.flatnonzero(bound >= bound.max() - 1e-9), key=lambda i: change[i]))
     return keep, [float(b) for b in bound]
+
+
+def band_members(correct: np.ndarray, reference: np.ndarray, n_se: float) -> tuple[np.ndarray, float]:
+    """The candidates val cannot tell from the best: those whose val gain over zero-shot is at least the best
+    gain minus ``n_se`` of its standard errors (of equal best gains, the one with the smaller error sets it).
+
+    ``correct`` is (candidates, n_val) of 0/1, ``reference`` (n_val,) zero-shot's 0/1 on the same images.
+    Returns the members' indices and that threshold (in points); no member when the threshold is not above
+    0, i.e. when val cannot vouch for any gain over zero-shot.
+    """
+    gain, se = paired_gains(correct, reference)
+    threshold = float(np.max((gain - n_se * se)[gain >= gain.max() - 1e-9]))
+    if threshold <= 0:
+        return np.zeros(0, dtype=np.int64), threshold
+    return np.flatnonzero(gain >= threshold - 1e-9), threshold
 
 
 class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
@@ -100,8 +131,9 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         the shots, the closer CMM stays to zero-shot).
     alpha : weight of l_cmm in the fused logits (while training, and the default at prediction).
     alpha_grid : fusion weights tried on the validation data after training (the logits decompose).
-    selection : "guarded", "search" or "none" (module docstring).
-    noise_z : how many standard errors of the paired val difference a choice must gain ("guarded").
+    selection : "average", "guarded", "search" or "none" (module docstring).
+    noise_z : how many standard errors of the paired val gain: below the best gain, the band of candidates
+        val cannot tell from it ("average"); below a candidate's gain, its lower bound ("guarded").
     train_prototypes : False freezes T = T0 (ablation).
     map : "residual" (v + vW, W = 0) or "plain" (vW, W = I, pulled towards I: the same model written another
         way, so its fits equal the residual map's; kept so that runs of the former ``plain_map`` ablation load).
@@ -113,13 +145,17 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         best by validation accuracy, ties to the lower cross-entropy).
     random_state : seeds the batch order (torch.Generator; no global state is touched).
     device : torch device for training ("cpu" or "cuda").
+
+    Fitted: ``W_``, ``prototypes_``, ``bias_``, ``alpha_`` of one fit; for a band average, that is its best
+    candidate's fit, weighted ``alpha_``, and ``extra_W_``, ``extra_prototypes_``, ``extra_bias_``,
+    ``extra_alpha_`` hold the other fits in the average and their weights (empty for a single fit).
     """
 
     def __init__(self, prototypes: np.ndarray | None = None, logit_scale: float = 100.0, *, lr: float = 1e-3,
                  proto_lr_scale: float = 1.0, steps: int = 100, batch_size: int = 256, lambda_tri: float = 1.0,
                  margin: float = 0.1, prior: float = 100.0, prior_grid: Sequence[float] | None = (10.0, 1.0),
                  alpha: float = 1.0, alpha_grid: Sequence[float] | None = (0.1, 0.25, 0.5, 1.0, 2.0),
-                 selection: str = "guarded", noise_z: float = 1.0, train_prototypes: bool = True,
+                 selection: str = "average", noise_z: float = 1.0, train_prototypes: bool = True,
                  map: str = "residual", bias: bool = False, fusion: bool = True, weight_decay: float = 0.0,
                  eval_every: int = 12,
                  grid: Mapping[str, Sequence] | None = None, random_state: int = 0, device: str = "cpu") -> None:
@@ -159,7 +195,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             raise FitError(f"CMMClassifier: selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         if self.selection == "search" and self.grid and data.has_val:
             return self._fit_grid(data)
-        if self.selection == "guarded" and data.has_val:
+        if self.selection in ("average", "guarded") and data.has_val:
             return self._fit_guarded(data)
         with self._threads(data):
             self._fit_one(data)
@@ -180,14 +216,19 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         return self
 
     def _fit_guarded(self, data: FitData) -> CMMClassifier:
-        """One fit per prior strength, then every (prior, alpha) scored on val and chosen by the lower confidence
-        bound of its gain over zero-shot (``guarded_choice``)."""
+        """One fit per prior strength, then every (prior, alpha) scored on val by its paired gain over zero-shot;
+        "average" keeps the mean of the band (``band_members``; zero-shot, alpha 0, heads the candidates),
+        "guarded" the candidate ``guarded_choice`` picks."""
         priors = [float(self.prior)] + [float(p) for p in (self.prior_grid or ()) if float(p) != float(self.prior)]
         alphas = self._alphas()
-        fits, candidates, correct, change = [], [], [], []
+        fits, val_terms, candidates, correct, change = [], [], [], [], []
         s = float(self.logit_scale)
         zs_val_logits, zs_train_logits = (s * l2_normalize(X) @ data.T0.T for X in (data.X_val, data.X))
         zs_val, zs_train = zs_val_logits.argmax(1), zs_train_logits.argmax(1)
+        if self.selection == "average" and self.fusion:
+            correct.append(zs_val == data.y_val)
+            change.append(0.0)
+            candidates.append((0, priors[0], 0.0))
         for prior in priors:
             fit = clone(self).set_params(prior=prior, prior_grid=None, selection="none")
             with self._threads(data):
@@ -200,23 +241,58 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                 change.append(np.concatenate([val_pred != zs_val, train_pred != zs_train]).mean())
                 candidates.append((len(fits), prior, a))
             fits.append(fit)
-        keep, bound = guarded_choice(np.stack(correct), zs_val == data.y_val, np.array(change), float(self.noise_z))
-        index, prior, alpha = candidates[keep]
-        self._adopt(fits[index])
-        accuracy = np.stack(correct).mean(1) * 100.0
-        self.alpha_, self.val_top1_ = float(alpha), float(accuracy[keep])
+            val_terms.append(terms[0][1])
+        correct, change, reference = np.stack(correct), np.array(change), zs_val == data.y_val
+        z = float(self.noise_z)
+        gain, se = paired_gains(correct, reference)
+        search: dict = {"grid": {"prior": priors, "alpha": alphas}, "selected_on": "val"}
+        if self.selection == "average":
+            members, threshold = band_members(correct, reference, z)
+            if not len(members) and not self.fusion:  # no zero-shot to fall back on: the best candidate alone
+                members = np.array([int(np.argmax(gain))])
+            weights = np.zeros(len(fits))  # the band's mean logits: zero-shot + sum_f weights[f] l_cmm of fit f
+            for i in members:
+                weights[candidates[i][0]] += candidates[i][2] / len(members)
+            primary = candidates[int(np.argmax(gain))][0] if len(members) else 0
+            search["rule"] = (f"mean of the fused logits of every candidate whose val gain over zero-shot is within "
+                              f"{z:g} standard errors of the best gain; zero-shot when that band does not clear 0")
+            search["threshold"] = threshold
+            self._adopt(fits[primary])
+            self._keep_average(fits, weights, primary)
+            val_logits = (zs_val_logits if self.fusion else 0.0) + sum(w * t for w, t in zip(weights, val_terms))
+            self.val_top1_ = float(np.mean(np.argmax(val_logits, 1) == data.y_val) * 100.0)
+            in_band = set(members.tolist())
+            averaged = [{"prior": priors[f], "alpha": float(w)} for f, w in enumerate(weights) if w > 0]
+            prior = priors[primary]
+        else:
+            keep, _ = guarded_choice(correct, reference, change, z)
+            search["rule"] = (f"largest val gain over zero-shot minus {z:g} standard errors of the paired difference; "
+                              "ties to the candidate that changes fewest predictions (val and train) from zero-shot")
+            index, prior, alpha = candidates[keep]
+            self._adopt(fits[index])
+            self.alpha_, self.val_top1_ = float(alpha), float(correct[keep].mean() * 100.0)
+            in_band, averaged = {keep}, []
         self.val_curve_ = [[self.best_step_, self.val_top1_]]
         self.hyperparameters_ = {**self.hyperparameters_, "prior": prior, "alpha": self.alpha_,
-                                 "selection": "guarded"}
+                                 "selection": self.selection, **({"averaged": averaged} if averaged else {})}
+        accuracy = correct.mean(1) * 100.0
         self.search_ = {
-            "grid": {"prior": priors, "alpha": alphas}, "selected_on": "val",
-            "rule": f"largest val gain over zero-shot minus {self.noise_z:g} standard errors of the paired difference; "
-                    "ties to the candidate that changes fewest predictions (val and train) from zero-shot",
-            "zero_shot_val_top1": float(np.mean(zs_val == data.y_val) * 100.0),
-            "candidates": [{"prior": p, "alpha": a, "val_top1": float(acc), "gain_bound": bd,
-                            "changed_vs_zero_shot": float(ch)}
-                           for (_, p, a), acc, bd, ch in zip(candidates, accuracy, bound, change)]}
+            **search, "zero_shot_val_top1": float(np.mean(reference) * 100.0),
+            "candidates": [{"prior": p, "alpha": a, "val_top1": float(acc), "val_gain": float(g), "gain_se": float(e),
+                            "gain_bound": float(g - z * e), "changed_vs_zero_shot": float(ch), "kept": i in in_band}
+                           for i, ((_, p, a), acc, g, e, ch) in enumerate(zip(candidates, accuracy, gain, se, change))]}
         return self
+
+    def _keep_average(self, fits: list[CMMClassifier], weights: np.ndarray, primary: int) -> None:
+        """This estimator's map, prototypes and bias are those of fit ``primary``, weighted ``alpha_``; the other
+        fits of positive weight become the ``extra_*`` terms of ``decision_function``."""
+        self.alpha_ = float(weights[primary])
+        others = [f for f, w in enumerate(weights) if w > 0 and f != primary]
+        if others:
+            self.extra_alpha_ = np.array([weights[f] for f in others], dtype=np.float64)
+            self.extra_W_ = np.stack([fits[f].W_ for f in others])
+            self.extra_prototypes_ = np.stack([fits[f].prototypes_ for f in others])
+            self.extra_bias_ = np.stack([fits[f].bias_ for f in others]) if self.bias else None
 
     def _adopt(self, fitted: CMMClassifier) -> None:
         """Take a fitted candidate's fitted attributes (``name_``) as this estimator's."""
@@ -310,6 +386,10 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         self.prototypes_ = _unit(T_).cpu().numpy()
         self.zs_prototypes_ = T0
         self.bias_ = None if b_ is None else b_.cpu().numpy()
+        self.extra_alpha_ = np.zeros(0)  # a single fit: no further terms (an average sets them)
+        self.extra_W_ = np.zeros((0, dim, dim), dtype=np.float32)
+        self.extra_prototypes_ = np.zeros((0, len(T0), dim), dtype=np.float32)
+        self.extra_bias_ = None
         self.val_curve_ = [[int(step), float(acc)] for step, acc in curve]
         self.search_ = search
         self.classes_ = np.arange(len(T0))
@@ -357,12 +437,28 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         """l_cmm = s norm(v') . norm(T)^T for raw features ``X``."""
         return float(self.logit_scale) * self.transform(X) @ self.prototypes_.T
 
+    def _extra_terms(self, X: np.ndarray) -> np.ndarray | float:
+        """sum_q extra_alpha_[q] l_cmm of the q-th further fit of an average (0 for a single fit, and for runs
+        saved before averages existed)."""
+        weights = getattr(self, "extra_alpha_", None)
+        if weights is None or len(weights) == 0:
+            return 0.0
+        biases = self.extra_bias_ if self.extra_bias_ is not None else [None] * len(weights)
+        total = 0.0
+        for w, W, T, b in zip(weights, self.extra_W_, self.extra_prototypes_, biases):
+            member = copy.copy(self)  # this estimator's map form and scale, with the q-th fit's parameters
+            member.W_, member.prototypes_, member.bias_ = W, T, b
+            total = total + w * member.cmm_term(X)
+        return total
+
     def decompose(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(l_zs, l_cmm): the two logit terms, so the fusion weight can be re-searched cheaply."""
         check_is_fitted(self, "W_")
         return float(self.logit_scale) * l2_normalize(X) @ self.zs_prototypes_.T, self.cmm_term(X)
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Fused logits l_zs + alpha_ l_cmm (l_cmm alone without fusion), shape (n, C)."""
-        l_zs, l_cmm = self.decompose(np.asarray(X, dtype=np.float32))
-        return l_zs + self.alpha_ * l_cmm if self.fusion else l_cmm
+        """Fused logits l_zs + alpha_ l_cmm (without fusion: alpha_ l_cmm, alpha_ = 1 for a single fit), plus the
+        further fits' terms of an average, shape (n, C)."""
+        X = np.asarray(X, dtype=np.float32)
+        l_zs, l_cmm = self.decompose(X)
+        return (l_zs if self.fusion else 0.0) + self.alpha_ * l_cmm + self._extra_terms(X)

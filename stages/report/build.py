@@ -9,6 +9,7 @@ from stages.shared.errors import ReportError
 from stages.report.groups import Family, group_records
 from stages.report.index import index_path, write_index
 from stages.report.plot_common import have_matplotlib
+from stages.report.paired import paired_table
 from stages.report.published import PublishedSeries, load_published
 from stages.report.records import load_records
 from stages.shared.record import RECORD_GLOB
@@ -25,12 +26,13 @@ from stages.report.tables_shift import shift_table
 
 def build_tables(families: list[Family], published: list[PublishedSeries]) -> list[Table]:
     """Every table, family by family: the summaries (main methods x shots averaged over datasets: the headline;
-    CMM's ablations; other variants), each section at each shot count, per-run-group accuracy, shift, gap,
-    hyper-params."""
+    CMM's ablations; other variants), CMM's paired differences, each section at each shot count, per-run-group
+    accuracy, shift, gap, hyper-params."""
     tables: list[Table] = []
     for family in families:
         parts = sections(family)
         tables += [t for section, blocks in parts.items() if (t := summary_table(family, section, blocks)) is not None]
+        tables += [t for t in (paired_table(family),) if t is not None]
         tables += [t for section, blocks in parts.items() for k in section_shots(blocks)
                    if (t := shots_table(family, section, blocks, k, published)) is not None]
         tables += [method_table(g) for g in family.groups]

@@ -18,7 +18,8 @@ from stages.report.table import Table
 from stages.report.versions import describe_set, mixed_warning
 
 # index sections that show tables in full: (heading, the meta kind of the tables shown under it)
-SHOWN = (("Headline", "headline"), ("CMM ablations", "ablations_summary"), ("Method variants", "variants_summary"))
+SHOWN = (("Headline", "headline"), ("CMM against each method (paired)", "paired"), ("CMM ablations", "ablations_summary"),
+         ("Method variants", "variants_summary"))
 
 
 def _link(path: Path, out_dir: Path, text: str | None = None) -> str:

@@ -8,9 +8,11 @@ import torch
 from sklearn.base import clone
 
 from stages.shared.errors import FitError
-from stages.fit.cmm import DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, guarded_choice, triplet_loss
+from stages.fit.cmm import (DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, band_members, guarded_choice,
+                            triplet_loss)
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.gap import gap_metrics
+from stages.fit.persist import load_fitted, save_fitted
 from tests.fit.conftest import few_shot_split
 
 
@@ -21,7 +23,7 @@ def data(gap_source):
 
 @pytest.fixture(scope="module")
 def fitted(gap_source, data):
-    """The default: fixed schedule, prior strengths x fusion weights chosen by their val gain's lower bound."""
+    """The default: fixed schedule, prior strengths x fusion weights, the band val cannot tell from the best averaged."""
     model = CMMClassifier(gap_source.text["coop"], random_state=1)
     return model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
 
@@ -59,11 +61,59 @@ def test_map_shrinks_the_modality_gap(gap_source, data, model, shrink, request):
 
 def test_default_choices_are_recorded_and_made_on_val(fitted, data):
     hp, search = fitted.hyperparameters_, fitted.search_
-    assert search["selected_on"] == "val" and hp["selection"] == "guarded"
-    assert hp["prior"] in search["grid"]["prior"] and hp["alpha"] in search["grid"]["alpha"]
-    kept = [c for c in search["candidates"] if (c["prior"], c["alpha"]) == (hp["prior"], hp["alpha"])]
-    assert kept and kept[0]["gain_bound"] == max(c["gain_bound"] for c in search["candidates"])
+    assert search["selected_on"] == "val" and hp["selection"] == "average"
+    candidates = search["candidates"]
+    assert len(candidates) == 1 + len(search["grid"]["prior"]) * len(search["grid"]["alpha"])
+    assert candidates[0]["alpha"] == 0 and candidates[0]["val_gain"] == 0 == candidates[0]["changed_vs_zero_shot"]
+    best = max(candidates, key=lambda c: (c["val_gain"], -c["gain_se"]))
+    assert search["threshold"] == pytest.approx(best["val_gain"] - best["gain_se"]) and search["threshold"] > 0
+    assert [c["kept"] for c in candidates] == [c["val_gain"] >= search["threshold"] - 1e-9 for c in candidates]
+    kept = [c for c in candidates if c["kept"]]
+    for prior in search["grid"]["prior"]:   # the weight of each fit: the mean alpha of the band's candidates of it
+        weight = sum(c["alpha"] for c in kept if c["prior"] == prior) / len(kept)
+        assert weight == pytest.approx(sum(a["alpha"] for a in hp["averaged"] if a["prior"] == prior))
     assert fitted.val_top1_ == pytest.approx(100 * fitted.score(data["X_val"], data["y_val"]))
+    for c in candidates:
+        assert c["gain_bound"] == pytest.approx(c["val_gain"] - c["gain_se"])
+        assert c["val_gain"] == pytest.approx(c["val_top1"] - search["zero_shot_val_top1"])
+
+
+def test_the_average_is_the_mean_of_the_band_logits_and_survives_saving(gap_source, data, fitted, tmp_path):
+    """Refit each prior's candidate alone: the mean of the kept candidates' fused logits is the decision function,
+    also after a save and load."""
+    text, X_test = gap_source.text["coop"], data["X_test"]
+    kept = [c for c in fitted.search_["candidates"] if c["kept"]]
+    assert len({c["prior"] for c in kept}) > 1      # an average over several fits, not one fit's alpha
+    terms = {}
+    for prior in {c["prior"] for c in kept}:
+        single = CMMClassifier(text, random_state=1, prior=prior, prior_grid=None, selection="none")
+        terms[prior] = single.fit(data["X"], data["y"]).decompose(X_test)
+    mean = np.mean([terms[c["prior"]][0] + c["alpha"] * terms[c["prior"]][1] for c in kept], axis=0)
+    np.testing.assert_allclose(fitted.decision_function(X_test), mean, rtol=1e-4, atol=1e-3)
+    path = save_fitted(fitted, tmp_path / "cmm.npz", method="cmm", classes=gap_source.classes)
+    np.testing.assert_allclose(load_fitted(path).decision_function(X_test), fitted.decision_function(X_test))
+    again = clone(fitted).fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    np.testing.assert_array_equal(again.decision_function(X_test), fitted.decision_function(X_test))
+    again.set_params(selection="guarded").fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    assert len(again.extra_alpha_) == 0          # a refit as a single fit keeps no term of the earlier average
+
+
+def test_average_without_fusion_never_degenerates(gap_source, data):
+    """No zero-shot term to fall back on: with no gain val vouches for, the best candidate alone is kept."""
+    model = CMMClassifier(gap_source.text["coop"], fusion=False, steps=10, noise_z=1e6)
+    model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    kept = [c for c in model.search_["candidates"] if c["kept"]]
+    assert len(kept) == 1 and kept[0]["val_gain"] == max(c["val_gain"] for c in model.search_["candidates"])
+    assert model.alpha_ == 1.0 and len(set(model.predict(data["X_test"]))) > 1
+
+
+def test_previous_guarded_rule_stays_reachable(gap_source, data):
+    model = CMMClassifier(gap_source.text["coop"], random_state=1, selection="guarded")
+    model.fit(data["X"], data["y"], data["X_val"], data["y_val"])
+    hp, candidates = model.hyperparameters_, model.search_["candidates"]
+    assert hp["selection"] == "guarded" and all(c["alpha"] > 0 for c in candidates)   # no zero-shot candidate
+    kept = [c for c in candidates if (c["prior"], c["alpha"]) == (hp["prior"], hp["alpha"])]
+    assert kept[0]["gain_bound"] == max(c["gain_bound"] for c in candidates)
 
 
 def test_searched_choices_are_recorded_and_made_on_val(searched):
@@ -88,6 +138,39 @@ def test_guarded_choice_counts_a_gain_only_as_far_as_val_vouches_for_it():
     assert keep == 2
     keep, _ = guarded_choice(np.stack([same, same.copy()]), reference, np.array([0.2, 0.05]), 1.0)
     assert keep == 1                                     # ties go to the smaller change from zero-shot
+
+def votes(n: int, fixes: int, breaks: int, start: int = 0) -> np.ndarray:
+    """0/1 correctness on ``n`` val images of a candidate that, against a zero-shot reference right on the first
+    ``n - 40`` images, breaks ``breaks`` of those and fixes ``fixes`` of the last 40 (from ``start``)."""
+    out = np.array([1] * (n - 40) + [0] * 40)
+    out[:breaks] = 0
+    out[n - 40 + start:n - 40 + start + fixes] = 1
+    return out
+
+
+def test_band_keeps_the_smaller_change_val_cannot_tell_from_the_larger_one():
+    """200 val images. Large: +12 fixed, 4 broken (gain 4.0, se 1.99); small: +6, none broken (gain 3.0, se 1.21).
+    The lower bounds are 2.01 and 1.79, so the old rule bets on the large change alone; 3.0 is within one
+    standard error of 4.0, so the band holds both and the default averages them."""
+    reference = votes(200, 0, 0)
+    large, small = votes(200, 12, 4), votes(200, 6, 0)
+    old, bound = guarded_choice(np.stack([large, small]), reference, np.array([0.2, 0.05]), 1.0)
+    assert old == 0 and bound[0] == pytest.approx(4.0 - 100 * np.std(large - reference, ddof=1) / np.sqrt(200))
+    members, threshold = band_members(np.stack([reference, large, small]), reference, 1.0)
+    assert members.tolist() == [1, 2] and threshold == pytest.approx(bound[0])
+
+
+def test_band_holds_a_clear_gain_alone_and_nothing_without_a_gain():
+    reference = votes(200, 0, 0)
+    clear, small = votes(200, 30, 0), votes(200, 6, 0)          # +15 vs +3: val tells them apart
+    members, _ = band_members(np.stack([reference, clear, small]), reference, 1.0)
+    assert members.tolist() == [1]
+    noise = votes(200, 3, 2)                                     # +0.5, se 1.1: nothing val can vouch for
+    members, threshold = band_members(np.stack([reference, noise]), reference, 1.0)
+    assert members.tolist() == [] and threshold < 0
+    members, _ = band_members(np.stack([reference, noise]), reference, 0.0)
+    assert members.tolist() == [1]                               # zero errors of slack: the best itself
+
 
 def test_step_zero_is_zero_shot(gap_source, data):
     model = CMMClassifier(gap_source.text["coop"], steps=0).fit(data["X"], data["y"])
