@@ -11,14 +11,16 @@ Selection (``selection``): every rule but "search" trains a fixed schedule and k
 prior strength (``prior`` and ``prior_grid``), then scores every (prior, alpha in ``alpha_grid``) on val by its
 paired gain over zero-shot.
 - ``"average"`` (default): the average of the candidates val cannot tell from the best. The band is every
-  candidate whose val gain is within ``noise_z`` standard errors of the best gain (``band_members``); the
-  model kept is the mean of their fused logits, which is zero-shot plus a weighted sum of the CMM terms of the
-  (at most three) fits in the band. When the best gain is within ``noise_z`` standard errors of 0, val
-  vouches for no gain and zero-shot is kept (without fusion, which has no zero-shot term, the best candidate).
-  Why: a val split is a small sample and may come from another
+  candidate whose val gain is within ``noise_z`` standard errors of the best gain (``band_members``), less
+  those that change more predictions from zero-shot (val and train) than the candidate of the largest lower
+  bound (``average_members``); the model kept is the mean of their fused logits, which is zero-shot plus a
+  weighted sum of the CMM terms of the (at most three) fits in the band. When the best gain is within
+  ``noise_z`` standard errors of 0, val vouches for no gain and zero-shot is kept (without fusion, which has no
+  zero-shot term, the best candidate). Why: a val split is a small sample and may come from another
   distribution than test (CoOp's Pets val is 2 points harder than its test); picking the single best of a
   band that val cannot order follows its noise and its shift, averaging the band does not bet on either and
-  keeps what the candidates agree on (model averaging; measured against the alternatives in BENCHMARKS.md);
+  keeps what the candidates agree on (model averaging), and the cap keeps the average from going further
+  from zero-shot than val's best-supported candidate (measured against the alternatives in BENCHMARKS.md);
 - ``"guarded"`` (issue 10's default): the largest lower confidence bound of the val gain (``guarded_choice``);
 - ``"search"``: the previous behaviour: ``grid`` (e.g. the learning rate), the checkpoint (every
   ``eval_every`` steps, step 0 = zero-shot) and alpha all chosen by highest val accuracy;
@@ -114,6 +116,21 @@ def band_members(correct: np.ndarray, reference: np.ndarray, n_se: float) -> tup
     if threshold <= 0:
         return np.zeros(0, dtype=np.int64), threshold
     return np.flatnonzero(gain >= threshold - 1e-9), threshold
+
+
+def average_members(correct: np.ndarray, reference: np.ndarray, change: np.ndarray,
+                    n_se: float) -> tuple[np.ndarray, float]:
+    """The candidates the default averages: the band (``band_members``) without those that change more
+    predictions from zero-shot than the candidate val vouches for best (``guarded_choice``, always in the band).
+
+    When val is harder than test, the band's boldest members owe their val gain to val's shift; capping the
+    band at the change val's best lower bound supports keeps the average from reaching further than that.
+    """
+    members, threshold = band_members(correct, reference, n_se)
+    if len(members):
+        keep, _ = guarded_choice(correct, reference, change, n_se)
+        members = members[change[members] <= change[keep] + 1e-12]
+    return members, threshold
 
 
 class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
@@ -247,7 +264,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
         gain, se = paired_gains(correct, reference)
         search: dict = {"grid": {"prior": priors, "alpha": alphas}, "selected_on": "val"}
         if self.selection == "average":
-            members, threshold = band_members(correct, reference, z)
+            members, threshold = average_members(correct, reference, change, z)
             if not len(members) and not self.fusion:  # no zero-shot to fall back on: the best candidate alone
                 members = np.array([int(np.argmax(gain))])
             weights = np.zeros(len(fits))  # the band's mean logits: zero-shot + sum_f weights[f] l_cmm of fit f
@@ -255,7 +272,9 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
                 weights[candidates[i][0]] += candidates[i][2] / len(members)
             primary = candidates[int(np.argmax(gain))][0] if len(members) else 0
             search["rule"] = (f"mean of the fused logits of every candidate whose val gain over zero-shot is within "
-                              f"{z:g} standard errors of the best gain; zero-shot when that band does not clear 0")
+                              f"{z:g} standard errors of the best gain and that changes no more predictions from "
+                              f"zero-shot than the largest lower bound's candidate; zero-shot when that band does "
+                              f"not clear 0")
             search["threshold"] = threshold
             self._adopt(fits[primary])
             self._keep_average(fits, weights, primary)

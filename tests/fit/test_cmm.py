@@ -8,8 +8,8 @@ import torch
 from sklearn.base import clone
 
 from stages.shared.errors import FitError
-from stages.fit.cmm import (DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, band_members, guarded_choice,
-                            triplet_loss)
+from stages.fit.cmm import (DEFAULT_GRID, SEARCH_SETTINGS, CMMClassifier, average_members, band_members,
+                            guarded_choice, triplet_loss)
 from stages.fit.features import class_prototypes, l2_normalize
 from stages.fit.gap import gap_metrics
 from stages.fit.persist import load_fitted, save_fitted
@@ -158,6 +158,21 @@ def test_band_keeps_the_smaller_change_val_cannot_tell_from_the_larger_one():
     assert old == 0 and bound[0] == pytest.approx(4.0 - 100 * np.std(large - reference, ddof=1) / np.sqrt(200))
     members, threshold = band_members(np.stack([reference, large, small]), reference, 1.0)
     assert members.tolist() == [1, 2] and threshold == pytest.approx(bound[0])
+
+
+def test_average_leaves_out_band_members_bolder_than_the_best_lower_bound():
+    """Bold: +14 fixed, 4 broken (gain 5.0, wide error); sure: +10, none broken (gain 5.0, the best lower bound);
+    mild: +9, none broken (gain 4.5, in the band). All three are in the band; the average keeps sure and mild, not
+    bold, which changes more predictions from zero-shot than the candidate val vouches for best."""
+    reference = votes(200, 0, 0)
+    bold, sure, mild = votes(200, 14, 4), votes(200, 10, 0), votes(200, 9, 0)
+    correct, change = np.stack([reference, bold, sure, mild]), np.array([0.0, 0.09, 0.05, 0.045])
+    band, threshold = band_members(correct, reference, 1.0)
+    assert band.tolist() == [1, 2, 3]
+    assert guarded_choice(correct, reference, change, 1.0)[0] == 2
+    members, capped_threshold = average_members(correct, reference, change, 1.0)
+    assert members.tolist() == [2, 3] and capped_threshold == threshold
+    assert average_members(correct[[0, 3]], reference, change[[0, 3]], 5.0)[0].tolist() == []   # no gain: none
 
 
 def test_band_holds_a_clear_gain_alone_and_nothing_without_a_gain():
