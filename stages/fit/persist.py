@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 FORMAT = "cmm-fitted/1"
 ARRAY_PREFIXES = ("param__", "fitted__")
 TOTAL_FACTOR = 4  # CMM stores its text prototypes, a map and two more (C, D) arrays: under 2x their sum
+AVERAGED_FITS = 2  # CMM's average keeps the maps and prototypes of its other fits (3 prior strengths - 1) stacked
 
 
 def _registry() -> dict[str, type]:
@@ -132,9 +133,10 @@ class Fitted:
 class FittedBounds:
     """The largest arrays a fit on one cache can store: C classes, D feature width, L templates in a set and
     N image rows in a split. Fitted arrays are text prototypes (C, L, D) and (C, D), training rows (N, D),
-    maps (D, D) and per-class vectors; none has more than three axes, an axis longer than the largest of
-    these sizes or more values than the largest of those arrays, and all of a file's together hold at most
-    ``TOTAL_FACTOR`` times their sum."""
+    maps (D, D) and per-class vectors, and a CMM average's further fits stacked (``AVERAGED_FITS`` maps and
+    prototype sets); none has more than three axes, an axis longer than the largest of these sizes or more
+    values than the largest of those arrays, and all of a file's together hold at most ``TOTAL_FACTOR`` times
+    their sum."""
 
     classes: int
     dim: int
@@ -161,7 +163,8 @@ class FittedBounds:
         """A check for each array header of one file, in turn: why it cannot be part of such a fit, or None.
         All the arrays together may hold at most ``TOTAL_FACTOR`` times the values of those largest arrays."""
         c, d, t, n = self.classes, self.dim, self.templates, self.rows
-        longest, most, total = max(c, d, t, n), max(c * t * d, n * d, d * d), c * t * d + n * d + d * d + c * d
+        longest, total = max(c, d, t, n), c * t * d + n * d + d * d + c * d
+        most = max(c * t * d, n * d, AVERAGED_FITS * d * d, AVERAGED_FITS * c * d)
         left = [TOTAL_FACTOR * total]
 
         def problem(dtype: np.dtype, shape: tuple[int, ...]) -> str | None:

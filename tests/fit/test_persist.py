@@ -119,3 +119,26 @@ def test_an_array_beyond_the_bounds_is_refused_before_it_is_read(every_method, t
     with pytest.raises(FitError, match=r"'fitted__x\d+_': has shape \(16, 16\), more than"):
         load_fitted(npz.write_npz(tmp_path / "many.npz", extra), bounds)
     assert load_fitted(npz.write_npz(tmp_path / "some.npz", extra[:-14]), bounds).method == "cmm"
+
+
+def test_a_cmm_average_of_all_three_fits_loads_within_the_bounds(every_method, tmp_path):
+    """The average may keep every prior strength's fit: two further maps and prototype sets stacked beside the
+    primary fit's. Such a file is what a fit writes, so the bounds must take it, also those of a cache with
+    fewer images than features, where one map is the largest array (a tiny cache; CLIP's D = 512 with a few
+    hundred images)."""
+    from tests.reliability import crafted_npz as npz
+
+    paths, _, source = every_method
+    bounds = FittedBounds(classes=5, dim=16, templates=3, rows=12)
+    (cmm,) = [p for p in paths if p.parent.name == "cmm+aug"]
+    rng = np.random.default_rng(0)
+    path = npz.replace(cmm, tmp_path / "w.npz", "fitted__extra_W_", npz.stored(
+        "fitted__extra_W_", npz.npy_of((0.01 * rng.standard_normal((2, 16, 16))).astype(np.float32))))
+    path = npz.replace(path, tmp_path / "wt.npz", "fitted__extra_prototypes_", npz.stored(
+        "fitted__extra_prototypes_", npz.npy_of(rng.standard_normal((2, 5, 16)).astype(np.float32))))
+    path = npz.replace(path, tmp_path / "wta.npz", "fitted__extra_alpha_", npz.stored(
+        "fitted__extra_alpha_", npz.npy_of(np.array([0.5, 0.25]))))
+    averaged = load_fitted(path, bounds)
+    assert averaged.estimator.extra_W_.shape == (2, 16, 16)
+    X = source.features("test")
+    assert np.abs(averaged.decision_function(X) - load_fitted(cmm).decision_function(X)).max() > 1e-3
