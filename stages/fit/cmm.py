@@ -270,7 +270,7 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
             weights = np.zeros(len(fits))  # the band's mean logits: zero-shot + sum_f weights[f] l_cmm of fit f
             for i in members:
                 weights[candidates[i][0]] += candidates[i][2] / len(members)
-            primary = candidates[int(np.argmax(gain))][0] if len(members) else 0
+            primary = candidates[max(members, key=lambda i: gain[i])][0] if len(members) else 0
             search["rule"] = (f"mean of the fused logits of every candidate whose val gain over zero-shot is within "
                               f"{z:g} standard errors of the best gain and that changes no more predictions from "
                               f"zero-shot than the largest lower bound's candidate; zero-shot when that band does "

@@ -67,7 +67,10 @@ def test_default_choices_are_recorded_and_made_on_val(fitted, data):
     assert candidates[0]["alpha"] == 0 and candidates[0]["val_gain"] == 0 == candidates[0]["changed_vs_zero_shot"]
     best = max(candidates, key=lambda c: (c["val_gain"], -c["gain_se"]))
     assert search["threshold"] == pytest.approx(best["val_gain"] - best["gain_se"]) and search["threshold"] > 0
-    assert [c["kept"] for c in candidates] == [c["val_gain"] >= search["threshold"] - 1e-9 for c in candidates]
+    bound = max(candidates, key=lambda c: (c["gain_bound"], -c["changed_vs_zero_shot"]))   # the cap: its change
+    assert [c["kept"] for c in candidates] == [c["val_gain"] >= search["threshold"] - 1e-9
+                                               and c["changed_vs_zero_shot"] <= bound["changed_vs_zero_shot"] + 1e-12
+                                               for c in candidates]
     kept = [c for c in candidates if c["kept"]]
     for prior in search["grid"]["prior"]:   # the weight of each fit: the mean alpha of the band's candidates of it
         weight = sum(c["alpha"] for c in kept if c["prior"] == prior) / len(kept)
