@@ -15,6 +15,7 @@ from pipeline.cli import cli
 from stages.report.escape import FORMULA_START, csv_cell, latex_escape, markdown_text, one_line
 
 TITLE = "Test top-1 (%) averaged over 1 dataset — RN50 (openai)"
+PAIRED = "CMM against each method: mean paired difference in test top-1 (points) — RN50 (openai)"
 HEADINGS = ["# Report", "## Headline", f"#### {TITLE}", "## Versions", "## Tables", "## Plots"]
 HEADER = ["| Method | 1 shot |", "|:---|---:|"]
 ZERO_SHOT = "| Zero-shot CLIP (0 shots) | 40.00 ± 1.00 |"
@@ -89,8 +90,10 @@ def test_nul_bytes_never_reach_the_report(runs, tmp_path, base, write_record) ->
                  versions={"torch": "2.14.1"})
     result = report(runs, tmp_path / "out")                                                   # plots too
     assert result.exit_code == 0, result.output
-    assert headings(tmp_path / "out") == ["# Report", "## Headline", f"#### {TITLE}", "## CMM ablations",
-                                          "#### CMM ablations: " + TITLE, "## Versions", "## Tables", "## Plots"]
+    assert headings(tmp_path / "out") == ["# Report", "## Headline", f"#### {TITLE}",
+                                          "## CMM against each method (paired)", f"#### {PAIRED}",
+                                          "## CMM ablations", "#### CMM ablations: " + TITLE, "## Versions",
+                                          "## Tables", "## Plots"]
     assert headline_rows(tmp_path / "out") == HEADER + [ZERO_SHOT, CMM]
     assert result.output.count("warning:") == 2  # the NUL name; the records mixing package versions
     no_nul_anywhere(tmp_path / "out")
