@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before open_clip / huggingface_hub are imported
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# A runner started in the background without job control (`nohup ... &`, some CI shells) ignores SIGINT, and the
+# processes the tests start would inherit that: the Ctrl-C tests need the disposition a terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
