@@ -163,8 +163,8 @@ class CMMClassifier(LogitsClassifierMixin, BaseEstimator):
     random_state : seeds the batch order (torch.Generator; no global state is touched).
     device : torch device for training ("cpu" or "cuda").
 
-    Fitted: ``W_``, ``prototypes_``, ``bias_``, ``alpha_`` of one fit; for a band average, that is its best
-    candidate's fit, weighted ``alpha_``, and ``extra_W_``, ``extra_prototypes_``, ``extra_bias_``,
+    Fitted: ``W_``, ``prototypes_``, ``bias_``, ``alpha_`` of one fit; for a band average, that is the fit of
+    its member of the largest val gain, weighted ``alpha_``, and ``extra_W_``, ``extra_prototypes_``, ``extra_bias_``,
     ``extra_alpha_`` hold the other fits in the average and their weights (empty for a single fit).
     """
 
