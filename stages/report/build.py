@@ -61,6 +61,14 @@ def _plots(families: list[Family], published: list[PublishedSeries], out_dir: Pa
     return paths
 
 
+def _not_written(out_dir: Path, written: dict[str, list[Path]]) -> list[Path]:
+    """Files in the report's tables/ and plots/ folders that this report did not write (never deleted here:
+    they may be a user's)."""
+    ours = {path.resolve() for paths in written.values() for path in paths}
+    return sorted(path for folder in ("tables", "plots") if (out_dir / folder).is_dir()
+                  for path in (out_dir / folder).iterdir() if path.is_file() and path.resolve() not in ours)
+
+
 def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORMATS, plots: bool = True,
                  published: bool = True, metric: str = "top1", bands: bool = True,
                  methods: Iterable[str] | None = None, exclude: Iterable[str] | None = None,
@@ -115,6 +123,10 @@ def build_report(runs_dir: Path, out_dir: Path, *, formats: Iterable[str] = FORM
     index = write_index(out_dir, runs_dir, n_records=len(records), skipped=skipped, families=families,
                         tables=table_paths, plots=plot_paths, plot_note=plot_note, versions=versions)
     written["index"].append(index)
+    if stale := _not_written(out_dir, written):
+        progress(f"note: {len(stale)} files under {out_dir} are not this report's (an earlier report's, e.g. "
+                 f"{stale[0].relative_to(out_dir)}) and the index does not list them: remove them, or write the "
+                 f"report to a new --out folder")
     progress(f"report: {len(records)} records -> {len(tables)} tables, {len(written['png'])} plots; "
              f"index {index}")
     return written

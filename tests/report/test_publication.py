@@ -191,3 +191,18 @@ def test_bands_can_be_switched_off(tmp_path, make_writer):
         _, raw = _svg(next(p for p in written["svg"] if p.name == "acc__ViT-B-16__openai__dtd.svg"))
         sizes[bands] = raw.count("PolyCollection") + raw.count("fill-opacity: 0.08")
     assert sizes[True] > 0 and sizes[False] == 0
+
+
+def test_files_of_an_earlier_report_are_named_not_deleted(tmp_path, make_writer):
+    """A second report into the same folder with fewer methods: the first one's tables stay (they may be a
+    user's), and one note says how many the index does not list."""
+    _write_grid(make_writer(tmp_path / "runs"), {"zero_shot": 40, "tip_adapter": 48, "cmm": 55})
+    out, notes = tmp_path / "out", []
+    build_report(tmp_path / "runs", out, plots=False, published=False, progress=notes.append)
+    assert not [n for n in notes if n.startswith("note:")]
+    old = out / "tables" / "acc__ViT-B-16__openai__tip_adapter.md"
+    assert old.exists()
+    build_report(tmp_path / "runs", out, plots=False, published=False, progress=notes.append, methods=["cmm"])
+    (note,) = [n for n in notes if n.startswith("note:")]
+    assert old.exists() and "tip_adapter" in note and str(out) in note and "not this report's" in note
+    assert "acc__ViT-B-16__openai__tip_adapter" not in (out / "README.md").read_text(encoding="utf-8")
