@@ -19,13 +19,12 @@ benchmarks/results/cmm_selection.json (``--out``) and prints one Markdown table 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from common import machine  # benchmarks/common.py
+from common import machine, write_timed  # benchmarks/common.py
 from method_quality import source_for  # benchmarks/method_quality.py: the regimes and the weak generator
 from stages.fit.cmm import CMMClassifier
 from stages.fit.features import class_prototypes, l2_normalize
@@ -114,11 +113,7 @@ def main() -> None:
                 rows[k] = summary(cases)
             out["summary"][f"{regime}/{val}"] = rows
             print(markdown(regime, val, rows) + "\n", flush=True)
-    out["minutes"] = (time.perf_counter() - started) / 60
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path} ({out['minutes']:.1f} min)")
+    write_timed(args.out, out, started)
 
 
 if __name__ == "__main__":

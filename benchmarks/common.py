@@ -71,6 +71,15 @@ def write_result(name: str, result: dict[str, object]) -> Path:
     return path
 
 
+def write_timed(path: str | Path, out: dict[str, object], started: float) -> None:
+    """Save ``out`` as JSON at ``path`` with its minutes since ``started`` (perf_counter), and say so."""
+    out["minutes"] = (time.perf_counter() - started) / 60
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path} ({out['minutes']:.1f} min)")
+
+
 def table(rows: list[tuple[str, object]]) -> str:
     """A two-column text table."""
     width = max(len(k) for k, _ in rows)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import machine  # benchmarks/common.py
+from common import machine, write_timed  # benchmarks/common.py
 from stages.fit.methods import METHODS
 from stages.fit.regimes import REAL_FIGURES, REAL_VAL_ZERO_SHOT, REGIMES, geometry, make_regime
 from stages.fit.run import fit_runs
@@ -121,11 +121,7 @@ def main() -> None:
     for table in tables:
         print(to_markdown(table))
     out["paired"] = [json.loads(to_json(t)) for t in tables]
-    out["minutes"] = (time.perf_counter() - started) / 60
-    path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path} ({out['minutes']:.1f} min)")
+    write_timed(args.out, out, started)
 
 
 if __name__ == "__main__":
