@@ -182,9 +182,9 @@ def tar_bytes(members: dict[str, bytes], mode: str = "w:gz") -> bytes:
     return out.getvalue()
 
 
-def zip_bytes(members: dict[str, bytes]) -> bytes:
+def zip_bytes(members: dict[str, bytes], compression: int = zipfile.ZIP_STORED) -> bytes:
     out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as zf:
+    with zipfile.ZipFile(out, "w", compression) as zf:
         for name, data in members.items():
             zf.writestr(name, data)
     return out.getvalue()

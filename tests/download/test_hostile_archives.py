@@ -8,7 +8,6 @@ Ctrl-C run the real ``python -m pipeline`` process; the rest run the real comman
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -195,14 +194,6 @@ def test_an_endless_body_stops_at_the_manifest_bound(server, tmp_path):
     assert leftovers(data, "ucf101", "ucf101") == [] and not (data / STAGING).exists()
 
 
-def zip_bytes_deflated(members: dict[str, bytes]) -> bytes:
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return out.getvalue()
-
-
 def small_eurosat(server, tmp_path: Path, padding: bytes = b"") -> Path:
     """A three-image EuroSAT whose split file is served too; ``padding`` is an extra member that makes it large."""
     paths = {cls: [f"{cls}/{cls}_{n}.jpg" for n in range(1, 4)] for cls in ("Forest", "River")}
@@ -260,7 +251,7 @@ def test_a_bomb_nested_in_an_archive_counts_against_what_was_downloaded(server, 
     """caltech-101.zip holds a tar.gz that the layout unpacks next: the budget is the dataset's, 20 x the bytes
     downloaded, not 20 x the inner archive (a 200 KB zip holding a 21 MB tar.gz of 20 GiB of zeros)."""
     inner = tar_gz_of_zeros("101_ObjectCategories/faces", 20 * 1024 * MIB, members=2560)
-    outer = zip_bytes_deflated({"caltech-101/101_ObjectCategories.tar.gz": inner})
+    outer = zip_bytes({"caltech-101/101_ObjectCategories.tar.gz": inner}, zipfile.ZIP_DEFLATED)
     assert len(outer) < 400_000 < 20 * MIB < len(inner)
     manifest = write_manifest(tmp_path / "m.json", {"caltech101": {"files": [
         {"url": server.add("/caltech-101.zip", outer)}]}})
